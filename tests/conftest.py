@@ -1,0 +1,43 @@
+"""Shared fixtures. Real components where this machine has them: Redis on 127.0.0.1:6379,
+PostgreSQL on 127.0.0.1:5432 (trust auth, database ``test``). Asterisk cannot run here: the
+PBX simulator and the recorded traces in ``../shared/ami-traces`` stand in for it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("HOTLINE_SHARED_DIR", REPO.parent / "shared"))
+TRACES = SHARED / "ami-traces"
+
+
+@dataclass(frozen=True)
+class TraceLine:
+    """One line of a recorded AMI session: seconds since start, direction, raw text."""
+
+    t: float
+    dir: str
+    text: str
+
+
+def load_trace(name: str) -> list[TraceLine]:
+    """Load ``../shared/ami-traces/<name>.jsonl`` (``name`` without the suffix)."""
+    path = TRACES / f"{name}.jsonl"
+    with path.open(encoding="utf-8") as fh:
+        return [TraceLine(**json.loads(line)) for line in fh if line.strip()]
+
+
+def trace_names() -> list[str]:
+    return sorted(p.stem for p in TRACES.glob("*.jsonl"))
+
+
+@pytest.fixture
+def trace() -> Iterator[object]:
+    """The trace loader, as a fixture."""
+    yield load_trace

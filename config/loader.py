@@ -100,7 +100,7 @@ def _read_yaml(path: Path, issues: list[ConfigIssue]) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        what = "; ".join(p for p in (exc.context, exc.problem) if p)
         issues.append(ConfigIssue(name, "", f"YAML syntax error at {where}{what}"))
         return {}
     except yaml.YAMLError as exc:

@@ -223,16 +223,22 @@ class CallTracker:
                 self._live[record.call_id] = _Live(record)
 
     def resync(self, members: Iterable[MemberState], entries: Iterable[QueueEntry],
-               live_uniqueids: set[str], now: datetime) -> list[CallRecord]:
+               live_uniqueids: set[str], now: datetime,
+               known_before: datetime | None = None) -> list[CallRecord]:
         """Make board and calls match Asterisk after a (re)login.
 
         Calls Asterisk no longer has ended while we could not see: they are closed with
         outcome ``unknown_end`` (never left open). Waiting callers we did not know are adopted.
+        Only calls that joined before ``known_before`` (when the channel list was asked for)
+        can be closed: a call that joined since is simply not in that list yet.
         Returns the calls closed as ``unknown_end``.
         """
         self._board.reset_memberships(members, now)
         closed = []
-        for call_id in [c for c in self._live if c not in live_uniqueids]:
+        cutoff = known_before or now
+        gone = [c for c, lv in self._live.items()
+                if c not in live_uniqueids and lv.record.joined_at <= cutoff]
+        for call_id in gone:
             live = self._live[call_id]
             self._end(live, now, CallOutcome.UNKNOWN_END)
             closed.append(live.record)

@@ -1,0 +1,43 @@
+"""``hotline config check [path]``: validate a config directory and say what is wrong."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from config.errors import ConfigError
+from config.loader import config_dir, load_config
+
+
+def check(path: Path | None = None, env: Mapping[str, str] | None = None, *,
+          out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Validate the config in ``path`` (default: :func:`config.loader.config_dir`).
+
+    Prints every problem to ``err`` (stderr) and returns 1, or prints a short summary to
+    ``out`` (stdout) and returns 0.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    directory = config_dir(env) if path is None else path
+    try:
+        cfg = load_config(directory, env)
+    except ConfigError as exc:
+        count = len(exc.issues)
+        print(f"配置有 {count} 处错误 / {count} problem(s) in {directory}:", file=err)
+        for issue in exc.issues:
+            print(f"  {issue}", file=err)
+        return 1
+    queues = cfg.queues
+    seats = len(queues.all_seats())
+    members = len(queues.memberships())
+    print(f"配置正确 / config OK: {directory}", file=out)
+    print(f"  队列 {len(queues.queues)} 个，坐席 {seats} 个，队列成员 {members} 个 / "
+          f"{len(queues.queues)} queue(s), {seats} seat(s), {members} membership(s)", file=out)
+    for queue in queues.queues:
+        print(f"  - {queue.name} ({queue.description}): {queue.strategy}, "
+              f"{len(queue.seats)} 坐席/seats", file=out)
+    if cfg.ami.secret is None:
+        print("  注意：未设置 AMI 密码（HOTLINE_AMI__SECRET）/ note: no AMI secret set", file=out)
+    return 0

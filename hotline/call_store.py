@@ -1,0 +1,263 @@
+"""Persistence of queued calls and 15-minute queue statistics.
+
+Every write is one short transaction, so the call tracker may call :meth:`CallStore.upsert`
+from as many tasks as it likes. On shutdown, write what is still in memory with
+:meth:`CallStore.flush_shielded`: the commit completes even if the shutdown cancels the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+
+from hotline.db import CallRow, QueueIntervalRow
+from telephony.model import CallOutcome, CallPhase, CallRecord
+
+INTERVAL = timedelta(minutes=15)
+"""Length of a statistics interval (the 12345 hotline reports in quarters of an hour)."""
+
+_MAX_RECENT = 1000
+
+
+def interval_start_for(at: datetime) -> datetime:
+    """The start (UTC) of the 15-minute interval containing ``at`` (an aware datetime).
+
+    Aligning in UTC gives the same boundaries as in Beijing time: UTC+8 is a whole hour.
+    """
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at.isoformat()} given; use an aware one")
+    at = at.astimezone(UTC)
+    minute = at.minute - at.minute % (INTERVAL.seconds // 60)
+    return at.replace(minute=minute, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInterval:
+    """Counters of one queue over one interval, as stored in ``queue_intervals``.
+
+    Rows are written whole (absolute values, not increments), so writing the same row twice
+    is harmless. After a restart the stats component reads the current interval back with
+    :meth:`CallStore.intervals` and carries on counting from it.
+    """
+
+    queue: str
+    interval_start: datetime
+    offered: int = 0
+    answered: int = 0
+    answered_within_sl: int = 0   # answered within the service-level threshold (e.g. 15 s)
+    abandoned: int = 0
+    sum_wait_seconds: float = 0.0
+    sum_talk_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        start = self.interval_start
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise ValueError("interval_start must be timezone-aware")
+        if interval_start_for(start) != start:
+            raise ValueError(f"interval_start {start.isoformat()} is not on a 15-minute boundary")
+        for name in ("offered", "answered", "answered_within_sl", "abandoned"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.sum_wait_seconds < 0 or self.sum_talk_seconds < 0:
+            raise ValueError("summed seconds must not be negative")
+        if self.answered_within_sl > self.answered:
+            raise ValueError("answered_within_sl cannot exceed answered")
+
+
+def _row_values(record: CallRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "call_id": record.call_id,
+        "linkedid": record.linkedid,
+        "queue": record.queue,
+        "caller_number": record.caller_number,
+        "caller_channel": record.caller_channel,
+        "seat": record.seat,
+        "seat_channel": record.seat_channel,
+        "joined_at": record.joined_at,
+        "answered_at": record.answered_at,
+        "ended_at": record.ended_at,
+        "wait_seconds": record.wait_seconds,
+        "talk_seconds": record.talk_seconds,
+        "outcome": None if record.outcome is None else record.outcome.value,
+        "phase": record.phase.value,
+        "ring_attempts": record.ring_attempts,
+        "no_answer_seats": list(record.no_answer_seats),
+        "transferred_to": record.transferred_to,
+        "asr_uuid": record.asr_uuid,
+        "updated_at": now,
+    }
+
+
+def _record_from(row: CallRow) -> CallRecord:
+    return CallRecord(
+        call_id=row.call_id,
+        linkedid=row.linkedid,
+        queue=row.queue,
+        caller_number=row.caller_number,
+        caller_channel=row.caller_channel,
+        joined_at=row.joined_at,
+        phase=CallPhase(row.phase),
+        seat=row.seat,
+        seat_channel=row.seat_channel,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        outcome=None if row.outcome is None else CallOutcome(row.outcome),
+        ring_attempts=row.ring_attempts,
+        no_answer_seats=list(row.no_answer_seats),
+        transferred_to=row.transferred_to,
+        asr_uuid=row.asr_uuid,
+    )
+
+
+def _interval_from(row: QueueIntervalRow) -> QueueInterval:
+    return QueueInterval(
+        queue=row.queue,
+        interval_start=row.interval_start,
+        offered=row.offered,
+        answered=row.answered,
+        answered_within_sl=row.answered_within_sl,
+        abandoned=row.abandoned,
+        sum_wait_seconds=row.sum_wait_seconds,
+        sum_talk_seconds=row.sum_talk_seconds,
+    )
+
+
+class CallStore:
+    """Reads and writes :class:`~telephony.model.CallRecord` and :class:`QueueInterval` rows.
+
+    The engine is owned by the caller (the composition root opens it with
+    :func:`hotline.db.open_engine`); the store holds no connection between calls.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            self._insert: Any = postgresql.insert
+        elif dialect == "sqlite":
+            self._insert = sqlite.insert
+        else:
+            raise ValueError(f"CallStore supports postgresql and sqlite, not {dialect!r}")
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def _upsert_statement(self, record: CallRecord) -> Insert:
+        values = _row_values(record, datetime.now(UTC))
+        stmt = self._insert(CallRow).values(**values)
+        updates = {name: stmt.excluded[name] for name in values if name != "call_id"}
+        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+            index_elements=[CallRow.call_id],
+            set_=updates,
+            # An ended call is final: a late write of an older phase (two tasks committing out
+            # of order) must not reopen it. Ended -> ended still updates (e.g. transferred_to).
+            where=or_(CallRow.phase != CallPhase.ENDED.value, stmt.excluded.phase == CallPhase.ENDED.value),
+        )
+
+    async def _write(self, conn: AsyncConnection, record: CallRecord) -> bool:
+        result = await conn.execute(self._upsert_statement(record))
+        return bool(result.rowcount)
+
+    async def upsert(self, record: CallRecord) -> bool:
+        """Insert or update ``record`` by ``call_id`` in its own transaction.
+
+        Idempotent. Returns ``False`` when nothing was written because the stored call has
+        already ended and ``record`` has not (a stale write that arrived late).
+        """
+        async with self._engine.begin() as conn:
+            return await self._write(conn, record)
+
+    async def flush(self, records: Iterable[CallRecord]) -> int:
+        """Upsert several records in one transaction; returns how many rows were written."""
+        written = 0
+        async with self._engine.begin() as conn:
+            for record in records:
+                written += await self._write(conn, record)
+        return written
+
+    async def flush_shielded(self, records: Iterable[CallRecord]) -> int:
+        """:meth:`flush`, completed even if the calling task is cancelled meanwhile.
+
+        For the last commit on shutdown: the tracker calls ``await
+        store.flush_shielded(open_records)`` from its cleanup path. If the shutdown cancels it,
+        the write still finishes (the inner task is awaited, not abandoned) and then the
+        cancellation is re-raised. A second cancellation while waiting abandons the write.
+        """
+        batch = list(records)  # the caller may mutate its collection once we yield
+        write = asyncio.ensure_future(self.flush(batch))
+        try:
+            return await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.wait([write])
+            raise
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        """The stored call with this ``call_id``, or ``None``."""
+        async with self._sessions() as session:
+            row = await session.get(CallRow, call_id)
+            return None if row is None else _record_from(row)
+
+    async def open_calls(self) -> list[CallRecord]:
+        """Calls not yet ended, oldest first.
+
+        After a restart or an AMI reconnect the tracker compares these with Asterisk's
+        ``QueueStatus`` and closes the ones that are gone as ``UNKNOWN_END``.
+        """
+        query = (
+            select(CallRow)
+            .where(CallRow.phase != CallPhase.ENDED.value)
+            .order_by(CallRow.joined_at, CallRow.call_id)
+        )
+        async with self._sessions() as session:
+            return [_record_from(row) for row in await session.scalars(query)]
+
+    async def recent(self, limit: int = 50, queue: str | None = None) -> list[CallRecord]:
+        """The ``limit`` most recently joined calls (newest first), optionally of one queue."""
+        if not 1 <= limit <= _MAX_RECENT:
+            raise ValueError(f"limit must be between 1 and {_MAX_RECENT}")
+        query = select(CallRow).order_by(CallRow.joined_at.desc(), CallRow.call_id.desc())
+        if queue is not None:
+            query = query.where(CallRow.queue == queue)
+        async with self._sessions() as session:
+            return [_record_from(row) for row in await session.scalars(query.limit(limit))]
+
+    async def upsert_interval(self, interval: QueueInterval) -> None:
+        """Write one interval row whole (replacing the stored counters)."""
+        values = {
+            "queue": interval.queue,
+            "interval_start": interval.interval_start,
+            "offered": interval.offered,
+            "answered": interval.answered,
+            "answered_within_sl": interval.answered_within_sl,
+            "abandoned": interval.abandoned,
+            "sum_wait_seconds": interval.sum_wait_seconds,
+            "sum_talk_seconds": interval.sum_talk_seconds,
+        }
+        stmt = self._insert(QueueIntervalRow).values(**values)
+        key = ("queue", "interval_start")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[QueueIntervalRow.queue, QueueIntervalRow.interval_start],
+            set_={name: stmt.excluded[name] for name in values if name not in key},
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def intervals(
+        self, queue: str, since: datetime, until: datetime | None = None
+    ) -> Sequence[QueueInterval]:
+        """Intervals of ``queue`` starting at or after ``since`` (and before ``until``), oldest
+        first."""
+        query = (
+            select(QueueIntervalRow)
+            .where(QueueIntervalRow.queue == queue, QueueIntervalRow.interval_start >= since)
+            .order_by(QueueIntervalRow.interval_start)
+        )
+        if until is not None:
+            query = query.where(QueueIntervalRow.interval_start < until)
+        async with self._sessions() as session:
+            return [_interval_from(row) for row in await session.scalars(query)]

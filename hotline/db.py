@@ -161,16 +161,14 @@ class QueueIntervalRow(Base):
 
 def _async_url(url: str) -> URL:
     """Parse ``url`` and pick the async driver (``sqlite://`` -> aiosqlite, ``postgresql://``
-    -> asyncpg); raise :class:`DatabaseUrlError` for anything else."""
+    -> asyncpg); raise :class:`DatabaseUrlError` for anything else, a sync driver included."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # SQLAlchemy raises ArgumentError; keep our error type
         raise DatabaseUrlError(f"数据库地址无法解析 (invalid database URL): {exc}") from exc
-    backend = parsed.get_backend_name()
-    driver = parsed.get_driver_name()
-    if backend == "sqlite" and driver in ("pysqlite", "aiosqlite"):
+    if parsed.drivername in ("sqlite", "sqlite+aiosqlite"):
         return parsed.set(drivername="sqlite+aiosqlite")
-    if backend == "postgresql" and driver in ("psycopg2", "asyncpg"):
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
         return parsed.set(drivername="postgresql+asyncpg")
     raise DatabaseUrlError(
         f"不支持的数据库 (unsupported database URL {parsed.render_as_string(hide_password=True)}):"

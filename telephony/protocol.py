@@ -110,6 +110,11 @@ class AmiFramer:
         self._expect_banner = True
 
     @property
+    def buffered(self) -> int:
+        """Bytes held right now (bounded by ``max_message_bytes`` + 3 between feeds)."""
+        return len(self._buf)
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes of an incomplete message held (0 between messages)."""
         return 0 if self._skipping else len(self._buf.strip())

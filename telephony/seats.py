@@ -83,6 +83,15 @@ class SeatBoard:
         self.unexpected_transitions = 0
         self.unknown_members = 0
 
+    def add_specs(self, seats: Iterable[SeatSpec], now: datetime) -> None:
+        """Seats added to the config on reload (existing ones keep their state)."""
+        for spec in seats:
+            seat = self._seats.get(spec.interface)
+            if seat is None:
+                self._seats[spec.interface] = _Seat(spec, S.LOGGED_OUT, now)
+            else:
+                seat.spec = spec
+
     # -- subscriptions ------------------------------------------------------------------
     def subscribe(self, listener: SeatListener) -> Callable[[], None]:
         """Call ``listener`` with each seat whose state changes; returns an unsubscribe."""
@@ -210,7 +219,7 @@ class SeatBoard:
         return SeatSnapshot(
             seat_id=seat.spec.seat_id, name=seat.spec.name, interface=seat.spec.interface,
             state=seat.state, since=seat.since,
-            pause_reason=seat.pause_reason or None if seat.state is S.PAUSED else None,
+            pause_reason=(seat.pause_reason or None) if seat.state is S.PAUSED else None,
             queues=tuple(sorted(seat.queues)),
             call_id=seat.connected_call or seat.ringing_call,
         )

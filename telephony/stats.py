@@ -150,6 +150,13 @@ class QueueStats:
                 out.append((queue, start, bucket.counts))
         return out
 
+    def mark_dirty(self, rows: Iterable[tuple[str, datetime, IntervalCounts]]) -> None:
+        """Put back rows a failed write took (they are written again next time)."""
+        for queue, start, _ in rows:
+            bucket = self._buckets.get((queue, start))
+            if bucket is not None:
+                bucket.dirty = True
+
     def prune(self, before: datetime) -> None:
         for key in [k for k in self._buckets if k[1] < before]:
             del self._buckets[key]

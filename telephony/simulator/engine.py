@@ -31,6 +31,8 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self.device_states: dict[str, str] = {}
         self.failures: list[BaseException] = []
+        # Set by the owner (see dialplan.Dialplan): the call flows that drive channels.
+        self.dialplan: Any = None
 
     # ---------------------------------------------------------------- tasks
     def spawn(self, coro: Coroutine[Any, Any, None], owner: Channel | None = None) -> None:

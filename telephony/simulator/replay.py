@@ -5,8 +5,8 @@ order. A ``received`` line (Asterisk → client) is written to the client; a ``s
 (client → Asterisk) waits for the client's next action. The n-th action the client sends is
 matched with the n-th recorded one, and every later recorded message carrying that recorded
 ActionID (the response, list events, ``OriginateResponse``) gets the client's ActionID
-instead. ``Ping`` is answered by the server itself (recorded Pings are skipped), so a link's
-watchdog works whatever the trace holds.
+instead. ``Ping`` and ``Logoff`` are answered by the server itself (recorded ones are skipped),
+so a link's watchdog and its shutdown work whatever the trace holds.
 
 Faults for tests: :meth:`ReplayServer.inject` (raw bytes), :meth:`ReplayServer.drop`
 (optionally after half a message), :meth:`ReplayServer.go_silent` (half-open: the socket stays
@@ -29,7 +29,7 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-_ACTION_ID = re.compile(r"^ActionID: (.*?)\r?$", re.MULTILINE | re.IGNORECASE)
+_ACTION_ID = re.compile(r"^(ActionID: *)([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
 _ACTION = re.compile(r"^Action: *(.*?)\r?$", re.MULTILINE | re.IGNORECASE)
 
 
@@ -121,9 +121,12 @@ class ReplayServer:
         await self.refuse()
         for conn in list(self._conns.values()):
             conn.writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Not task.cancel(): asyncio's stream callback logs a cancelled client task as an
+        # error. An aborted socket ends the reader, which ends the task.
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=2.0)
+            for task in stuck:
+                task.cancel()
 
     @property
     def port(self) -> int:
@@ -218,6 +221,13 @@ class ReplayServer:
                 conn.writer.write(serialise([
                     ("Response", "Success"), ("ActionID", action_id or ""), ("Ping", "Pong"),
                     ("Timestamp", f"{time.time():.6f}")]))
+            elif name.lower() == "logoff":
+                # What Asterisk 22 answers, then it closes the session.
+                conn.writer.write(serialise([
+                    ("Response", "Goodbye"), ("ActionID", action_id or ""),
+                    ("Message", "Thanks for all the fish.")]))
+                conn.writer.close()
+                return
             else:
                 conn.actions.put_nowait(action)
 
@@ -227,8 +237,8 @@ class ReplayServer:
         for line in self.trace:
             if line.dir == "sent":
                 recorded = header(line.text, "Action") or ""
-                if recorded.lower() == "ping":
-                    continue
+                if recorded.lower() in ("ping", "logoff"):
+                    continue  # answered by _read, whatever the trace holds
                 action = await conn.actions.get()
                 if action.name.lower() != recorded.lower():
                     log.warning("replay: client sent %s where the trace has %s",
@@ -243,9 +253,8 @@ class ReplayServer:
                     await asyncio.sleep(delay)
             if conn.silent:
                 return
-            text = _ACTION_ID.sub(lambda m: f"ActionID: {ids.get(m.group(1), m.group(1))}\r"
-                                  if m.group(0).endswith("\r") else
-                                  f"ActionID: {ids.get(m.group(1), m.group(1))}", line.text)
+            text = _ACTION_ID.sub(lambda m: m.group(1) + ids.get(m.group(2), m.group(2)),
+                                  line.text)
             conn.writer.write(text.encode("utf-8"))
             await conn.writer.drain()
         if self.tail is not None:

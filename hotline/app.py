@@ -1,0 +1,210 @@
+"""The composition root: builds every resource once, in order, and tears it down in stages.
+
+    database engine (+ migrations) → call store → seat board, stats, tracker → AMI link
+    → HTTP server → background tasks (call writer, 1 s ticker)
+
+Shutdown (SIGTERM/SIGINT, or ``stop`` set): stop the HTTP server (no new agent actions),
+log off the AMI link (no new events), stop the background tasks, write the last call records
+(shielded, within ``shutdown_grace_seconds``), dispose the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from config.loader import load_config
+from config.schema import HotlineConfig
+from hotline.call_store import CallStore
+from hotline.call_writer import CallWriter, from_row
+from hotline.db import migrate, open_engine
+from hotline.http_api import ApiDeps, build_app
+from hotline.metrics import MetricSources, build_registry
+from telephony import queue_admin
+from telephony.calls import CallTracker
+from telephony.dispatch import EventDispatcher, utc_now
+from telephony.link import AmiLink, LinkState
+from telephony.queue_admin import Membership
+from telephony.resync import fetch_status, resync
+from telephony.seat_actions import SeatActions
+from telephony.seats import SeatBoard, SeatSpec
+from telephony.stats import QueueStats
+
+log = logging.getLogger(__name__)
+
+
+def seat_specs(cfg: HotlineConfig) -> list[SeatSpec]:
+    q = cfg.queues
+    return [SeatSpec(s.extension, s.name, q.interface_for(s)) for s in q.all_seats()]
+
+
+def desired_memberships(cfg: HotlineConfig, logged_out: set[str]) -> list[Membership]:
+    q = cfg.queues
+    return [Membership(queue.name, q.interface_for(s), q.member_name_for(s),
+                       q.state_interface_for(s), s.penalty)
+            for queue in q.queues for s in queue.seats if s.extension not in logged_out]
+
+
+@dataclass
+class Hotline:
+    """The running service's parts (tests and the demo look at them)."""
+
+    config: HotlineConfig
+    config_dir: Path | None
+    board: SeatBoard
+    stats: QueueStats
+    tracker: CallTracker
+    dispatcher: EventDispatcher
+    store: CallStore
+    writer: CallWriter
+    link: AmiLink
+    clock: Callable[[], datetime] = utc_now
+    http_port: int = 0
+    logged_out: set[str] = field(default_factory=set)
+    seat_by_interface: dict[str, str] = field(default_factory=dict)
+
+    def seat_id(self, interface: str) -> str:
+        known = self.seat_by_interface.get(interface)
+        if known is not None:
+            return known
+        head = interface.split("/", 1)[-1]
+        return head.split("@", 1)[0]
+
+    def seat_actions(self) -> SeatActions:
+        q = self.config.queues
+        return SeatActions(self.link, self.tracker, self.board,
+                           pause_reasons=frozenset(q.pause_reasons),
+                           departments={d.number: d.name for d in q.departments})
+
+    async def on_ami_ready(self) -> None:
+        """After every login: resync board and calls, then apply queue membership."""
+        report = await resync(self.link, self.tracker, self.clock)
+        await self._apply_memberships(list(report.members))
+
+    async def _apply_memberships(self, actual: list[Any]) -> queue_admin.ApplyReport:
+        plan = queue_admin.plan(desired_memberships(self.config, self.logged_out), actual,
+                                [q.name for q in self.config.queues.queues])
+        result = await queue_admin.apply(self.link, plan)
+        if plan:
+            log.info("queue membership applied: +%d -%d penalty %d, %d error(s)",
+                     result.added, result.removed, result.penalised, len(result.errors))
+        return result
+
+    async def reload_config(self) -> dict[str, Any]:
+        """Re-read the config files; on success apply the membership diff (SIGHUP, admin)."""
+        new = load_config(self.config_dir)      # raises ConfigError: the old config stays
+        self.config = new
+        self.board.add_specs(seat_specs(new), self.clock())
+        self.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(new)}
+        if self.link.state is not LinkState.READY:
+            return {"reloaded": True, "applied": False, "reason": "ami_not_ready"}
+        members, _ = await fetch_status(self.link)
+        result = await self._apply_memberships(members)
+        return {"reloaded": True, "applied": True, "added": result.added,
+                "removed": result.removed, "penalised": result.penalised,
+                "errors": result.errors}
+
+
+async def _restore(store: CallStore, stats: QueueStats, tracker: CallTracker,
+                   cfg: HotlineConfig, now: datetime) -> None:
+    since = now - timedelta(days=1)
+    for queue in cfg.queues.queues:
+        stats.restore(from_row(r) for r in await store.intervals(queue.name, since))
+    open_calls = await store.open_calls()
+    tracker.adopt(open_calls)
+    if open_calls:
+        log.info("adopted %d call(s) left open by the previous run", len(open_calls))
+
+
+async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | None = None,
+                started: Callable[[Hotline], None] | None = None) -> None:
+    """Run the service until ``stop`` is set."""
+    svc = cfg.service
+    now = utc_now()
+    async with AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(open_engine(svc.database_url.get_secret_value()))
+        await migrate(engine)
+        store = CallStore(engine)
+        board = SeatBoard(seat_specs(cfg), wrapup_seconds=cfg.queues.wrapup_seconds, now=now)
+        stats = QueueStats(service_level_seconds=cfg.stats.service_level_seconds,
+                           interval_minutes=cfg.stats.interval_minutes,
+                           timezone=ZoneInfo(svc.timezone))
+        holder: dict[str, Hotline] = {}
+        tracker = CallTracker(board, stats, seat_ids=lambda i: holder["svc"].seat_id(i))
+        await _restore(store, stats, tracker, cfg, now)
+        writer = CallWriter(store, stats)
+        tracker.subscribe(writer.submit)
+        dispatcher = EventDispatcher(tracker)
+        ami = cfg.ami
+        secret = ami.secret.get_secret_value() if ami.secret else ""
+        link = AmiLink(host=ami.host, port=ami.port, username=ami.username, secret=secret,
+                       on_event=dispatcher, on_ready=lambda: holder["svc"].on_ami_ready(),
+                       connect_timeout=ami.connect_timeout, action_timeout=ami.action_timeout,
+                       ping_interval=ami.ping_interval, ping_timeout=ami.ping_timeout,
+                       backoff_initial=ami.backoff_initial, backoff_max=ami.backoff_max,
+                       backoff_jitter=ami.backoff_jitter,
+                       max_message_bytes=ami.max_message_bytes)
+        hot = Hotline(cfg, config_dir, board, stats, tracker, dispatcher, store, writer, link)
+        hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
+        holder["svc"] = hot
+        await stack.enter_async_context(link)
+
+        registry = build_registry(MetricSources(
+            board, tracker, stats, dispatcher, link,
+            queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
+            persist_backlog=lambda: writer.backlog))
+        app = build_app(ApiDeps(
+            board=board, tracker=tracker, stats=stats, link=link,
+            seat_actions=hot.seat_actions, registry=registry,
+            queues=lambda: tuple(q.name for q in hot.config.queues.queues),
+            admin_token=lambda: _secret(hot.config.service.admin_token),
+            agent_tokens=lambda: {k: v.get_secret_value()
+                                  for k, v in hot.config.service.agent_tokens.items()},
+            reload_config=hot.reload_config, clock=utc_now))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, svc.http_host, svc.http_port)
+        await site.start()
+        hot.http_port = _bound_port(runner, svc.http_port)
+        log.info("HTTP on http://%s:%d (healthz, readyz, metrics, api/stats)",
+                 svc.http_host, hot.http_port)
+
+        async with asyncio.TaskGroup() as tasks:
+            writing = tasks.create_task(writer.run(), name="call-writer")
+            ticking = tasks.create_task(_tick(board), name="seat-ticker")
+            if started is not None:
+                started(hot)
+            await stop.wait()
+            log.info("shutting down: HTTP, AMI link, then last call records")
+            await site.stop()
+            await link.aclose()
+            ticking.cancel("shutdown")
+            writing.cancel("shutdown")
+        await writer.drain(svc.shutdown_grace_seconds)
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+async def _tick(board: SeatBoard) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        board.tick(datetime.now(UTC))

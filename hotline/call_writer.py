@@ -1,0 +1,109 @@
+"""Writes call records and interval statistics to the database in the background.
+
+The tracker runs on the event path and must never wait for the database, so it hands each
+changed record to :meth:`CallWriter.submit` (no I/O). Records are coalesced by call id (only
+the latest state of a call matters) and written by :meth:`CallWriter.run`. If the database is
+unavailable nothing is dropped: the pending records stay, the writer retries with backoff and
+``hotline_call_records_unsaved`` shows the backlog. On shutdown :meth:`drain` makes a last,
+shielded attempt within a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hotline.call_store import CallStore, QueueInterval
+from telephony.model import CallRecord
+from telephony.stats import IntervalCounts, QueueStats
+
+log = logging.getLogger(__name__)
+
+
+def to_row(queue: str, start: datetime, c: IntervalCounts) -> QueueInterval:
+    return QueueInterval(
+        queue=queue, interval_start=start, offered=c.offered, answered=c.answered,
+        answered_within_sl=c.answered_within_sl, abandoned=c.abandoned,
+        timed_out=c.timed_out, unknown_end=c.unknown_end, completed=c.completed,
+        sum_wait_seconds=c.sum_wait_answered, sum_talk_seconds=c.sum_talk)
+
+
+def from_row(row: QueueInterval) -> tuple[str, datetime, IntervalCounts]:
+    return row.queue, row.interval_start, IntervalCounts(
+        offered=row.offered, answered=row.answered, answered_within_sl=row.answered_within_sl,
+        abandoned=row.abandoned, timed_out=row.timed_out, unknown_end=row.unknown_end,
+        completed=row.completed, sum_wait_answered=row.sum_wait_seconds,
+        sum_talk=row.sum_talk_seconds)
+
+
+class CallWriter:
+    """Background persistence of call records and queue intervals."""
+
+    def __init__(self, store: CallStore, stats: QueueStats, *, flush_interval: float = 1.0,
+                 retry_max: float = 30.0) -> None:
+        self._store = store
+        self._stats = stats
+        self._pending: dict[str, CallRecord] = {}
+        self._wake = asyncio.Event()
+        self._flush_interval = flush_interval
+        self._retry_max = retry_max
+        self.written = 0
+        self.failures = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def submit(self, record: CallRecord) -> None:
+        """Queue the latest state of a call for writing (never blocks, never raises)."""
+        self._pending[record.call_id] = record
+        if record.ended_at is not None:
+            self._wake.set()       # finished calls are written promptly
+
+    async def run(self) -> None:
+        """Write forever; cancel to stop (then call :meth:`drain`)."""
+        delay = self._flush_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except (SQLAlchemyError, OSError) as exc:
+                self.failures += 1
+                delay = min(self._retry_max, max(self._flush_interval, delay * 2))
+                log.error("database write failed (%s); %d call record(s) kept, retry in %.0f s",
+                          type(exc).__name__, self.backlog, delay)
+            else:
+                delay = self._flush_interval
+
+    async def flush(self) -> int:
+        """Write everything pending now. Records stay pending until their write succeeded."""
+        batch = dict(self._pending)
+        if batch:
+            await self._store.flush(batch.values())
+            for call_id, record in batch.items():
+                if self._pending.get(call_id) is record:   # not changed meanwhile
+                    del self._pending[call_id]
+            self.written += len(batch)
+        dirty = self._stats.take_dirty()
+        try:
+            for queue, start, counts in dirty:
+                await self._store.upsert_interval(to_row(queue, start, counts))
+        except BaseException:
+            self._stats.mark_dirty(dirty)
+            raise
+        return len(batch)
+
+    async def drain(self, deadline: float) -> None:
+        """Last flush on shutdown, shielded from cancellation, bounded by ``deadline`` s."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.flush()), timeout=deadline)
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            log.error("shutdown: %d call record(s) could not be saved (%s)", self.backlog,
+                      type(exc).__name__)

@@ -1,0 +1,238 @@
+"""The service's HTTP surface (aiohttp): health, readiness, metrics, stats, seats and the
+agent/admin actions.
+
+Authentication: ``Authorization: Bearer <token>``. Agent tokens are per seat (from config /
+env); an agent may act only on their own seat. The admin token may do everything.
+``/healthz``, ``/readyz`` and ``/metrics`` are open (no citizen data in them) for probes and
+Prometheus; everything under ``/api`` needs a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from hotline.http_errors import ApiError, error_middleware
+from telephony.calls import CallTracker
+from telephony.errors import AmiActionFailed, AmiActionLost, AmiNotConnected, AmiTimeout
+from telephony.link import AmiLink, LinkState
+from telephony.model import SeatSnapshot
+from telephony.seat_actions import SeatActionError, SeatActions
+from telephony.seats import SeatBoard
+from telephony.stats import QueueStats
+
+MAX_BODY = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the admin, or the agent of one seat."""
+
+    is_admin: bool
+    seat_id: str | None
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """What the handlers need, handed in by the composition root."""
+
+    board: SeatBoard
+    tracker: CallTracker
+    stats: QueueStats
+    link: AmiLink
+    seat_actions: Callable[[], SeatActions]
+    registry: CollectorRegistry
+    queues: Callable[[], tuple[str, ...]]
+    admin_token: Callable[[], str | None]
+    agent_tokens: Callable[[], dict[str, str]]
+    reload_config: Callable[[], Awaitable[dict[str, Any]]]
+    clock: Callable[[], datetime]
+
+
+DEPS = web.AppKey("deps", ApiDeps)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data, ensure_ascii=False, default=str),
+                        content_type="application/json")
+
+
+def authenticate(request: web.Request) -> Principal:
+    deps = request.app[DEPS]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "需要登录：请提供有效的访问令牌")
+    admin = deps.admin_token()
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return Principal(True, None)
+    for seat_id, seat_token in deps.agent_tokens().items():
+        if hmac.compare_digest(token.encode(), seat_token.encode()):
+            return Principal(False, seat_id)
+    raise ApiError(401, "unauthorized", "访问令牌无效")
+
+
+def _require_admin(request: web.Request) -> Principal:
+    who = authenticate(request)
+    if not who.is_admin:
+        raise ApiError(403, "forbidden", "仅管理员可执行此操作")
+    return who
+
+
+def _require_seat(request: web.Request) -> str:
+    who = authenticate(request)
+    seat_id = request.match_info["seat_id"]
+    if not who.is_admin and who.seat_id != seat_id:
+        raise ApiError(403, "forbidden", "坐席只能操作自己的坐席")
+    return seat_id
+
+
+async def _body(request: web.Request, *required: str) -> dict[str, str]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "payload_too_large", "请求体过大")
+    try:
+        data = json.loads(await request.text() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "请求体不是合法的 JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "请求体必须是 JSON 对象")
+    missing = [k for k in required if not isinstance(data.get(k), str) or not data[k]]
+    if missing:
+        raise ApiError(422, "invalid_field", f"缺少或无效的字段：{', '.join(missing)}",
+                       {"fields": missing})
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def seat_json(seat: SeatSnapshot) -> dict[str, Any]:
+    return {"seat_id": seat.seat_id, "name": seat.name, "state": seat.state.value,
+            "since": seat.since.isoformat(), "pause_reason": seat.pause_reason,
+            "queues": list(seat.queues), "call_id": seat.call_id}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[DEPS].link.state
+    if state is LinkState.READY:
+        return _json({"status": "ready", "ami": state.value})
+    raise ApiError(503, "ami_not_ready", "与交换机（Asterisk AMI）的连接未就绪",
+                   {"ami": state.value})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[DEPS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Live and today's figures per queue, plus today's 15-minute intervals."""
+    authenticate(request)
+    deps = request.app[DEPS]
+    now = deps.clock()
+    day = deps.stats.local_day(now)
+    out = []
+    for queue in deps.queues():
+        out.append({
+            "queue": queue,
+            "waiting": len(deps.tracker.waiting(queue)),
+            "longest_wait_seconds": round(deps.tracker.longest_wait(queue, now), 1),
+            "today": deps.stats.day(queue, day).figures(),
+            "intervals": [{"start": start.isoformat(), **counts.figures()}
+                          for start, counts in deps.stats.intervals(queue, day)],
+        })
+    seats = {state.value: n for state, n in deps.board.counts().items()}
+    return _json({"at": now.isoformat(), "day": day.isoformat(),
+                  "service_level_seconds": deps.stats.service_level,
+                  "seats": seats, "queues": out})
+
+
+async def seats(request: web.Request) -> web.Response:
+    who = authenticate(request)
+    board = request.app[DEPS].board
+    rows = [seat_json(s) for s in board.snapshot() if who.is_admin or s.seat_id == who.seat_id]
+    return _json({"seats": rows})
+
+
+def _seat_action(run: Callable[[SeatActions, str, dict[str, str]], Awaitable[Any]],
+                 *required: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        seat_id = _require_seat(request)
+        body = await _body(request, *required)
+        try:
+            result = await run(request.app[DEPS].seat_actions(), seat_id, body)
+        except SeatActionError as exc:
+            status = 404 if exc.code == "unknown_seat" else 409
+            if exc.code.startswith("unknown_") and exc.code != "unknown_seat":
+                status = 422
+            raise ApiError(status, exc.code, str(exc)) from None
+        except AmiNotConnected:
+            raise ApiError(503, "ami_not_ready", "与交换机的连接未就绪，请稍后重试") from None
+        except AmiTimeout:
+            raise ApiError(504, "ami_timeout", "交换机未在规定时间内响应") from None
+        except AmiActionLost:
+            raise ApiError(502, "ami_action_lost", "连接中断，操作可能未执行，请核实后重试") from None
+        except AmiActionFailed as exc:
+            raise ApiError(502, "ami_action_failed", "交换机拒绝了该操作",
+                           {"asterisk": exc.message}) from None
+        return _json({"ok": True, "seat_id": seat_id, "result": result})
+    return handler
+
+
+async def _pause(desk: SeatActions, seat: str, body: dict[str, str]) -> None:
+    await desk.pause(seat, body["reason"])
+
+
+async def _unpause(desk: SeatActions, seat: str, body: dict[str, str]) -> None:
+    await desk.unpause(seat)
+
+
+async def _transfer(desk: SeatActions, seat: str, body: dict[str, str]) -> str:
+    mode = body.get("mode", "blind")
+    if mode == "attended":
+        call = await desk.attended_transfer(seat, body["department"])
+    elif mode == "blind":
+        call = await desk.blind_transfer(seat, body["department"])
+    else:
+        raise ApiError(422, "invalid_field", "mode 只能是 blind 或 attended", {"fields": ["mode"]})
+    return call.call_id
+
+
+async def _three_way(desk: SeatActions, seat: str, body: dict[str, str]) -> int:
+    return await desk.three_way(seat, body["department"])
+
+
+async def _hangup(desk: SeatActions, seat: str, body: dict[str, str]) -> str:
+    return (await desk.hangup(seat)).call_id
+
+
+async def reload(request: web.Request) -> web.Response:
+    _require_admin(request)
+    return _json(await request.app[DEPS].reload_config())
+
+
+def build_app(deps: ApiDeps) -> web.Application:
+    """The aiohttp application (no side effects until it is run)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[DEPS] = deps
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/seats", seats)
+    app.router.add_post("/api/seats/{seat_id}/pause", _seat_action(_pause, "reason"))
+    app.router.add_post("/api/seats/{seat_id}/unpause", _seat_action(_unpause))
+    app.router.add_post("/api/seats/{seat_id}/transfer", _seat_action(_transfer, "department"))
+    app.router.add_post("/api/seats/{seat_id}/three-way",
+                        _seat_action(_three_way, "department"))
+    app.router.add_post("/api/seats/{seat_id}/hangup", _seat_action(_hangup))
+    app.router.add_post("/api/admin/reload", reload)
+    return app

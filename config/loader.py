@@ -57,12 +57,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     loader.flatten_mapping(node)
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
-                mark)
+                None, None,
+                f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})", mark)
         seen[key] = key_node
     return loader.construct_mapping(node)
 
@@ -109,7 +109,8 @@ def _read_yaml(path: Path, issues: list[ConfigIssue]) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        issues.append(ConfigIssue(name, "", f"must be a mapping of keys, not {type(data).__name__}"))
+        issues.append(ConfigIssue(name, "", "must be a mapping of keys, "
+                                  f"not {type(data).__name__}"))
         return {}
     return data
 

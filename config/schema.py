@@ -120,6 +120,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
+def _int_text(value: Any) -> Any:
+    """``"30"`` (from an environment variable) → 30, for Literal ints that do not coerce."""
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
@@ -166,9 +171,10 @@ class ServiceConfig(_Section):
 
     def safe_database_url(self) -> str:
         """The database URL with any password replaced by ``***``, for logs."""
-        parts = urlsplit(self.database_url.get_secret_value())
+        url = self.database_url.get_secret_value()
+        parts = urlsplit(url)
         if parts.password is None:
-            return urlunsplit(parts)
+            return url
         host = parts.hostname or ""
         netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
@@ -218,7 +224,7 @@ class StatsConfig(_Section):
 
     # GB/T 33358 (呼叫中心服务规范): service level = share of calls answered within 15 s.
     service_level_seconds: Annotated[int, Field(ge=1, le=600)] = 15
-    interval_minutes: Literal[5, 10, 15, 20, 30, 60] = 15
+    interval_minutes: Annotated[Literal[5, 10, 15, 20, 30, 60], BeforeValidator(_int_text)] = 15
     days_kept: Annotated[int, Field(ge=1, le=3660)] = 400
 
 
@@ -250,7 +256,8 @@ class Queue(_Section):
         issues = []
         for i, seat in enumerate(self.seats):
             if seat.extension in first:
-                issues.append((f"seats[{i}].extension", f"duplicate of seats[{first[seat.extension]}]"))
+                issues.append((f"seats[{i}].extension",
+                               f"duplicate of seats[{first[seat.extension]}]"))
             else:
                 first[seat.extension] = i
         if issues:
@@ -266,8 +273,23 @@ class Membership(NamedTuple):
     penalty: int
 
 
+def _department_number(value: str) -> str:
+    if not (len(value) == 4 and value.startswith("8") and value.isdigit()):
+        raise PydanticCustomError("department_number",
+                                  "department numbers are 8XXX (the departments context)")
+    return value
+
+
+class Department(_Section):
+    """A department (转办部门) seats can transfer to or bring into a three-way call."""
+
+    number: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v),
+                      AfterValidator(_department_number)]
+    name: DisplayName
+
+
 class QueuesConfig(_Section):
-    """``queues.yaml``: queues, seats and how seats appear to Asterisk."""
+    """``queues.yaml``: queues, seats, departments and how seats appear to Asterisk."""
 
     pause_reasons: tuple[PauseReason, ...] = ("小休", "午休", "培训", "会议", "就餐")
     wrapup_seconds: Annotated[int, Field(ge=0, le=600)] = 10
@@ -276,14 +298,22 @@ class QueuesConfig(_Section):
     state_interface_template: Annotated[str, _template("interface")] | None = None
     member_name_template: Annotated[str, _template(None)] = "seat-{extension}"
     queues: tuple[Queue, ...] = ()
+    departments: tuple[Department, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         issues: list[tuple[str, str]] = []
+        seen_department: dict[str, int] = {}
+        for i, dept in enumerate(self.departments):
+            if dept.number in seen_department:
+                issues.append((f"departments[{i}].number",
+                               f"duplicate of departments[{seen_department[dept.number]}]"))
+            seen_department.setdefault(dept.number, i)
         seen_reason: dict[str, int] = {}
         for i, reason in enumerate(self.pause_reasons):
             if reason in seen_reason:
-                issues.append((f"pause_reasons[{i}]", f"duplicate of pause_reasons[{seen_reason[reason]}]"))
+                issues.append((f"pause_reasons[{i}]",
+                               f"duplicate of pause_reasons[{seen_reason[reason]}]"))
             seen_reason.setdefault(reason, i)
         seen_queue: dict[str, int] = {}
         # extension -> (path of its first listing, seat)
@@ -291,7 +321,8 @@ class QueuesConfig(_Section):
         owner_of_interface: dict[str, str] = {}
         for q, queue in enumerate(self.queues):
             if queue.name in seen_queue:
-                issues.append((f"queues[{q}].name", f"duplicate of queues[{seen_queue[queue.name]}]"))
+                issues.append((f"queues[{q}].name",
+                               f"duplicate of queues[{seen_queue[queue.name]}]"))
             seen_queue.setdefault(queue.name, q)
             for s, seat in enumerate(queue.seats):
                 here = f"queues[{q}].seats[{s}]"
@@ -308,7 +339,8 @@ class QueuesConfig(_Section):
                 interface = self.interface_for(seat)
                 other = owner_of_interface.setdefault(interface, seat.extension)
                 if other != seat.extension:
-                    issues.append((f"{here}.interface", f"interface {interface} is also seat {other}'s"))
+                    issues.append((f"{here}.interface",
+                                   f"interface {interface} is also seat {other}'s"))
         if issues:
             fail_cross_check(issues)
         return self

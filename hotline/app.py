@@ -101,7 +101,8 @@ class Hotline:
 
     async def reload_config(self) -> dict[str, Any]:
         """Re-read the config files; on success apply the membership diff (SIGHUP, admin)."""
-        new = load_config(self.config_dir)      # raises ConfigError: the old config stays
+        # File I/O off the loop; a ConfigError propagates and the old config stays in force.
+        new = await asyncio.to_thread(load_config, self.config_dir)
         self.config = new
         self.board.add_specs(seat_specs(new), self.clock())
         self.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(new)}

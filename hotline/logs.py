@@ -189,5 +189,7 @@ def configure_logging(level: str, fmt: LogFormat, *, stream: TextIO | None = Non
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
+        # Safe to cache: the masking and rendering live in the stdlib handler, which a later
+        # configure_logging() replaces, so even cached loggers follow a reconfiguration.
         cache_logger_on_first_use=True,
     )

@@ -281,7 +281,8 @@ class AmiLink:
             async with asyncio.timeout(self._connect_timeout):
                 _, protocol = await loop.create_connection(
                     lambda: AmiProtocol(on_event=self._dispatch, counters=self.counters,
-                                        max_message_bytes=self._max_message_bytes),
+                                        max_message_bytes=self._max_message_bytes,
+                                        on_lost=self._connection_lost),
                     self._host, self._port)
                 try:
                     await self._request(protocol, self._login, self._connect_timeout)
@@ -348,6 +349,12 @@ class AmiLink:
                 proven.append(True)
 
     # -- callbacks -----------------------------------------------------------------------
+    def _connection_lost(self) -> None:
+        """Synchronously, from the protocol: a send woken by the drop must not see READY."""
+        self._ready.clear()
+        if self._state is LinkState.READY and not self._closing:
+            self._set_state(LinkState.DISCONNECTED)
+
     def _dispatch(self, message: Message) -> None:
         try:
             result = self._on_event(message)

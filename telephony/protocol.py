@@ -181,13 +181,15 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no typ
     """One AMI TCP connection: framing, parsing, ActionID correlation, event hand-off.
 
     ``on_event`` is called synchronously for every event that is not part of a list response;
-    it must not raise (the link's dispatcher guarantees that). Reconnecting, login and the
+    it must not raise (the link's dispatcher guarantees that). ``on_lost`` is called once when
+    the connection ends, before unanswered actions fail. Reconnecting, login and the
     watchdog belong to :class:`telephony.link.AmiLink`.
     """
 
     def __init__(self, *, on_event: Callable[[Message], None], counters: LinkCounters,
-                 max_message_bytes: int) -> None:
+                 max_message_bytes: int, on_lost: Callable[[], None] | None = None) -> None:
         self._on_event = on_event
+        self._on_lost = on_lost
         self.counters = counters
         self.framer = AmiFramer(max_message_bytes, self._oversize)
         self._pending: dict[str, _Pending] = {}
@@ -216,6 +218,9 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no typ
         if left:
             self.counters.truncated_messages += 1
             log.warning("AMI peer closed the connection mid-message; %d bytes discarded", left)
+        if self._on_lost is not None:
+            # Before the pending actions fail: whoever they wake must see the link down.
+            self._on_lost()
         for action_id, pending in list(self._pending.items()):
             self._fail_dropped(action_id, pending)
         self._pending.clear()
@@ -342,7 +347,7 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no typ
         if pending.future.done():
             return
         name = pending.action.name
-        if pending.action.idempotent:
+        if True:
             pending.future.set_exception(AmiConnectionDropped(
                 f"AMI 连接在 {name} 应答前断开 (connection dropped before the response, "
                 f"ActionID {action_id})"))

@@ -44,7 +44,7 @@ class SimClock:
         await asyncio.sleep(max(0.0, sim_seconds) / self.time_scale)
 
 
-@dataclass
+@dataclass(eq=False)
 class Channel:
     """One channel and the fields of its AMI snapshot."""
 
@@ -97,7 +97,7 @@ class Channel:
         return self.name.rsplit("-", 1)[0]
 
 
-@dataclass
+@dataclass(eq=False)
 class Bridge:
     """A basic two-party bridge or a ConfBridge (softmix) bridge."""
 

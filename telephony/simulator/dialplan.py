@@ -97,7 +97,8 @@ class Dialplan:
                     action_id, "Success", one.name, None, fields, ctx, ext, "4",
                     one.uniqueid, one.cid_num, one.cid_name))
             self.run_one(one)
-        e.spawn(self.run_two(two), owner=two)
+        # A ;2 whose ;1 runs an application directly moved on at once (trace 07: 16 ms).
+        e.spawn(self.run_two(two, 0.0 if app else ANSWER_DELAY), owner=two)
 
     @staticmethod
     def _orig_resp(action_id: str | None, result: str, channel: str, app: str | None,
@@ -179,11 +180,11 @@ class Dialplan:
         self.hangup_from_one(one)
 
     # ------------------------------------------------------------ ;2 side contexts
-    async def run_two(self, two: Channel) -> None:
+    async def run_two(self, two: Channel, answer_delay: float = ANSWER_DELAY) -> None:
         """The ;2 side of an originated pair, after its Answer at priority 1."""
         e = self.e
         v = two.variables
-        await e.clock.sleep(ANSWER_DELAY)
+        await e.clock.sleep(answer_delay)
         if two.context == "citizen":
             e.newexten(two, "Wait", "1", 2)
             await e.clock.sleep(1)
@@ -328,25 +329,36 @@ class Dialplan:
             e.dsc(dev, "NOT_INUSE")
         self.q.release_member(call)
 
-    def hangup_from_one(self, one: Channel, dsc: bool = False) -> None:
-        """The ;1 side ends (after a bridge or its own Hangup): take the ;2 side along."""
+    def hangup_from_one(self, one: Channel, dsc: bool = True) -> None:
+        """The ;1 side ends (its own Hangup, or its bridge ended): take the ;2 side along.
+
+        Orders differ between recordings (threads race); this follows trace 10 for a plain
+        Hangup, trace 05 for a caller still owed an AgentComplete, trace 01 after a bridge.
+        """
         e = self.e
         two = one.peer
         assert two is not None
         call = self.q.calls.get(one.name)
         e.soft_hangup_request(one)
         e.hangup_request(two)
+        if two.app == "Playback" and two.task is not None:
+            e.varset(two, "PLAYBACKSTATUS", "SUCCESS")
         if call is not None and call.caller is one and one.bridge is None:
             e.soft_hangup_request(two)
             e.hangup(one)
             self.q.agent_complete(call, "caller", with_channels=False)
             e.hangup(two)
+        elif not dsc:  # after a bridge (trace 01)
+            e.soft_hangup_request(two)
+            e.hangup(two)
+            e.hangup(one)
             return
-        e.soft_hangup_request(two)
-        e.hangup(two)
-        e.hangup(one)
-        if dsc:
-            e.dsc(one.device, "NOT_INUSE")
+        else:
+            e.hangup(one)
+            e.soft_hangup_request(two)
+            e.hangup(two)
+        e.dsc(one.device, "NOT_INUSE")
+        e.dsc(one.device, "NOT_INUSE")
 
     # ------------------------------------------------------------ conference
     def conf_join(self, ch: Channel, room: str) -> None:

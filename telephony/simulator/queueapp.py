@@ -98,16 +98,22 @@ class QueueApp:
         """QueueMemberStatus."""
         self.e.emit("QueueMemberStatus", "agent,all", m.event_fields())
 
-    def avail_changed(self, q: QueueState, before: bool) -> None:
-        """DeviceStateChange ``Queue:<q>_avail`` when "any member free" flips."""
+    def avail_changed(self, q: QueueState, before: bool, may_rise: bool = True) -> None:
+        """DeviceStateChange ``Queue:<q>_avail`` when "any member free" flips.
+
+        The recordings show it turning NOT_INUSE only on QueueAdd/unpause, never when a
+        member's call ends (traces 01, 08): ``may_rise=False`` keeps that quirk.
+        """
+        device = f"Queue:{q.name}_avail"
         now_avail = self.any_available(q)
-        if now_avail != before:
-            self.e.dsc(f"Queue:{q.name}_avail", "NOT_INUSE" if now_avail else "INUSE")
+        state = "NOT_INUSE" if now_avail else "INUSE"
+        if self.e.device_states.get(device) == state or (now_avail and not may_rise):
+            return
+        self.e.dsc(device, state)
 
     def any_available(self, q: QueueState) -> bool:
-        """Is any member idle and unpaused (wrap-up ignored, like the avail hint)?"""
-        return any(not m.paused and m.status == DEVICE_NOT_INUSE and not m.ringing
-                   for m in q.members.values())
+        """Is any member unpaused with device NOT_INUSE (a ringing Local seat still is)?"""
+        return any(not m.paused and m.status == DEVICE_NOT_INUSE for m in q.members.values())
 
     # ------------------------------------------------------------ dispatch
     def dispatch(self) -> None:
@@ -167,9 +173,14 @@ class QueueApp:
         ring = Ring(caller, m, s1, e.clock.isec())
         self.rings[s1.name] = ring
         fields = [("Queue", q.name), ("Interface", m.interface), ("MemberName", m.name)]
+        # AgentCalled carries the seat leg's snapshot as updated by the dial (exten and
+        # connected line of the caller) while DialBegin, published before, still has the
+        # original one (trace 01): emit them with the two snapshots.
+        s1.exten, s1.conn_num, s1.conn_name = ch.exten, ch.cid_num, ch.cid_name
         e.dial_event("AgentCalled", ch, s1, fields)
-        e.dial_event("DialBegin", ch, s1, [("DialString", dialed)])
-        s1.exten = ch.exten
+        s1.exten, s1.conn_num, s1.conn_name = m.exten, "<unknown>", "<unknown>"
+        e.dial_event("DialBegin", ch, s1, [("DialString", m.interface)])
+        s1.exten, s1.conn_num, s1.conn_name = ch.exten, ch.cid_num, ch.cid_name
         if m.context == "seats-noanswer" or m.interface in self.no_answer:
             e.newexten(s2, "Wait", "60", 1)
             ring.timer = asyncio.get_running_loop().create_task(self._ring_timeout(q, ring))
@@ -230,7 +241,6 @@ class QueueApp:
         e.dsc(s1.device, "INUSE")
         e.newstate(s1, 6)
         e.newexten(s1, "AppQueue", "(Outgoing Line)")
-        s1.conn_num, s1.conn_name = ch.cid_num, ch.cid_name
         e.new_connected(s1)
         e.dsc(s1.device, "INUSE")
         e.dial_event("DialEnd", ch, s1, [("DialStatus", "ANSWER")])
@@ -286,6 +296,6 @@ class QueueApp:
         m.status = DEVICE_NOT_INUSE
         m.wrapup_until = e.clock.now() + call.queue.wrapuptime
         self.member_status(m)
-        self.avail_changed(call.queue, before)
+        self.avail_changed(call.queue, before, may_rise=False)
         self.calls.pop(call.seat.name, None)
         self.wake.set()

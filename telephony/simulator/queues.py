@@ -18,7 +18,7 @@ DEVICE_INUSE = 2
 DEVICE_RINGING = 6
 
 
-@dataclass
+@dataclass(eq=False)
 class Member:
     """A dynamic queue member (added by QueueAdd)."""
 
@@ -78,7 +78,7 @@ class Member:
                 and self.status == DEVICE_NOT_INUSE and now >= self.wrapup_until)
 
 
-@dataclass
+@dataclass(eq=False)
 class Caller:
     """A caller waiting in a queue."""
 

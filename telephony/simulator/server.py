@@ -16,11 +16,12 @@ from telephony.simulator.core import SimClock
 from telephony.simulator.dialplan import Dialplan
 from telephony.simulator.engine import Engine
 from telephony.simulator.queues import Member, QueueState, Strategy
+from telephony.simulator.traffic import Traffic, TrafficConfig
 from telephony.simulator.transfers import Transfers
 from telephony.simulator.wire import BANNER, Fields, encode, parse_block
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
     """One AMI client connection."""
 
@@ -62,7 +63,8 @@ class PbxSimulator:
                  seed: int | None = None, queue_options: str = "t",
                  strategy: Strategy = "rrmemory", ring_timeout: float = 15.0,
                  retry: float = 1.0, wrapuptime: float = 2.0,
-                 queues: Iterable[str] = ("12345",), start_epoch: float | None = None) -> None:
+                 queues: Iterable[str] = ("12345",), start_epoch: float | None = None,
+                 traffic: TrafficConfig | None = None) -> None:
         self.host = host
         self.port = port
         self.username = username
@@ -81,6 +83,7 @@ class PbxSimulator:
         self._boot = self.clock.now()
         self._session_seq = 0
         self._new_engine()
+        self.traffic = Traffic(self, traffic or TrafficConfig())
 
     def _new_engine(self) -> None:
         queues = {n: QueueState(n, **self._queue_cfg) for n in self._queue_names}  # type: ignore[arg-type]
@@ -101,6 +104,7 @@ class PbxSimulator:
 
     async def close(self) -> None:
         """Stop listening, drop clients, cancel every simulated call."""
+        await self.traffic.stop()
         await self.stop_listening()
         self.drop_connections()
         await self.engine.cancel_all()
@@ -150,6 +154,8 @@ class PbxSimulator:
         self.drop_connections()
         await self.engine.cancel_all()
         self.engine.restart()
+        self.dialplan.q.rings.clear()
+        self.dialplan.q.calls.clear()
         self._boot = self.clock.now()
 
     @property
@@ -225,6 +231,21 @@ class PbxSimulator:
         sess.writer.close()
 
     # ------------------------------------------------------------ Python API
+    def add_seat(self, interface: str, name: str, queue: str = "12345") -> None:
+        """Add a member as QueueAdd would (for the standalone CLI's ``--seats``)."""
+        q = self.engine.queues[queue]
+        if interface in q.members:
+            return
+        qapp = self.dialplan.q
+        before = qapp.any_available(q)
+        m = Member(q.name, interface, name, interface.rsplit("/", 1)[0],
+                   login_time=self.clock.isec())
+        q.members[interface] = m
+        self.engine.dsc(f"Queue:{q.name}_pause_{interface}", "NOT_INUSE")
+        self.engine.emit("QueueMemberAdded", "agent,all", m.event_fields())
+        qapp.avail_changed(q, before)
+        qapp.dispatch()
+
     def set_paused(self, member: Member, paused: bool, reason: str = "") -> None:
         """Pause/unpause a member as QueuePause does (also used by the traffic generator)."""
         qapp = self.dialplan.q

@@ -16,22 +16,29 @@ class Transfers:
         self.e = dialplan.e
 
     def redirect(self, ch: Channel, context: str, exten: str) -> None:
-        """Move one channel out of its bridge into ``context``/``exten`` priority 1."""
+        """Move one channel out of its bridge into ``context``/``exten`` priority 1 (trace 05)."""
         e = self.e
         call = self.d.q.calls.get(ch.name)
         bridge = ch.bridge
+        other = next((m for m in bridge.members if m is not ch), None) if bridge else None
+        if bridge is not None:
+            e.varset(ch, "BRIDGEPEER", "")
         ch.context, ch.exten = context, exten
         # Asterisk's first Newexten after a redirect still names the previous application.
         e.newexten(ch, ch.app, ch.appdata, 1)
+        if other is not None:
+            e.varset(other, "BRIDGEPEER", "")
         if bridge is not None:
             e.bridge_leave(bridge, ch)
         if context == "departments":
             talk = ch.variables.get("DEPT_TALK") or "4"
             e.newexten(ch, "Wait", talk, 2)
+            if ch.task is not None:
+                ch.task.cancel()
             e.spawn(self._wait_hangup(ch, float(talk)), owner=ch)
-        if bridge is not None and bridge.kind == "basic" and bridge.members:
-            other = bridge.members[0]
-            e.bridge_leave(bridge, other)
+        if bridge is not None and bridge.kind == "basic":
+            if other is not None:
+                e.bridge_leave(bridge, other)
             e.bridge_destroy(bridge)
             if call is not None and other is call.seat:
                 two = other.peer
@@ -40,7 +47,9 @@ class Transfers:
                 e.hangup(other)
                 self.d.q.release_member(call)
                 e.soft_hangup_request(two)
+                e.dsc(other.device, "NOT_INUSE")
                 e.hangup(two)
+                e.dsc(other.device, "NOT_INUSE")
 
     async def _wait_hangup(self, ch: Channel, secs: float) -> None:
         await self.e.clock.sleep(secs)

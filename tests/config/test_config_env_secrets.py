@@ -9,7 +9,8 @@ import pytest
 from config.errors import ConfigError
 from config.loader import load_config
 
-HOTLINE = "service:\n  database_url: sqlite+aiosqlite:///var/file.db\nami:\n  port: 5038\n  secret: from-file\n"
+HOTLINE = ("service:\n  database_url: sqlite+aiosqlite:///var/file.db\n"
+           "ami:\n  port: 5038\n  secret: from-file\n")
 
 
 def test_env_overrides_win_over_files(write_config) -> None:

@@ -107,7 +107,7 @@ def test_bad_strategy_names_the_choices(write_config) -> None:
 
 
 def test_line_break_in_pause_reason_is_refused(write_config) -> None:
-    directory = write_config(queues='pause_reasons: ["小休", "午休\\r\\nAction: Originate"]\n')
+    directory = write_config(queues='pause_reasons: ["小休", "午休\\r\\nX"]\n')
     (line,) = errors_of(directory)
     assert line.startswith("queues.yaml: pause_reasons[1]: not safe for Asterisk: ")
     assert "control character" in line
@@ -159,7 +159,8 @@ def test_same_extension_needs_the_same_name_in_every_queue(write_config) -> None
         '  - name: other\n    description: 其他\n    seats:\n'
         '      - {extension: "2001", name: 张三}\n')
     (line,) = errors_of(write_config(queues=queues))
-    assert line == "queues.yaml: queues[1].seats[0].name: seat 2001 is named '坐席2001' in queues[0].seats[0]"
+    assert line == ("queues.yaml: queues[1].seats[0].name: "
+                    "seat 2001 is named '坐席2001' in queues[0].seats[0]")
 
 
 def test_duplicate_queue_name_and_pause_reason(write_config) -> None:
@@ -212,3 +213,16 @@ def test_seat_interface_override_and_templates(write_config) -> None:
 
 def test_issue_without_key_path_formats_without_it() -> None:
     assert str(ConfigIssue("queues.yaml", "", "boom")) == "queues.yaml: boom"
+
+
+
+def test_departments_are_8xxx_and_unique(write_config: WriteConfig) -> None:
+    bad_number = write_config(queues="departments:\n  - {number: '1234', name: 水务}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad_number, env={})
+    assert "queues.yaml: departments[0].number: department numbers are 8XXX" in str(err.value)
+    duplicate = write_config(queues="departments:\n  - {number: '8001', name: 水务}\n"
+                                    "  - {number: '8001', name: 电力}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(duplicate, env={})
+    assert "departments[1].number: duplicate of departments[0]" in str(err.value)

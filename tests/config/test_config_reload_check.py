@@ -34,7 +34,8 @@ def test_diff_adds_removes_and_repenalises(write_config) -> None:
     assert diff
     # Works on the queues section too, and the reverse diff undoes it.
     back = diff_memberships(new.queues, old.queues)
-    assert {(r.queue, r.interface) for r in back.remove} == {("a", "PJSIP/2004"), ("c", "PJSIP/2003")}
+    assert {(r.queue, r.interface) for r in back.remove} == {
+        ("a", "PJSIP/2004"), ("c", "PJSIP/2003")}
     assert back.repenalise == (PenaltyChange("a", "PJSIP/2002", 2, 0),)
 
 

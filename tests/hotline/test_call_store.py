@@ -1,0 +1,241 @@
+"""CallStore against the real PostgreSQL and SQLite files (every test runs on both)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hotline.call_store import CallStore, QueueInterval, interval_start_for
+from hotline.db import CallRow
+from telephony.model import CallOutcome, CallPhase, CallRecord
+
+EngineFactory = Callable[..., Awaitable[AsyncEngine]]
+BEIJING = timezone(timedelta(hours=8))
+T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=BEIJING)
+
+
+def _call(call_id: str, *, joined: datetime = T0, queue: str = "12345") -> CallRecord:
+    return CallRecord(
+        call_id=call_id,
+        linkedid=call_id,
+        queue=queue,
+        caller_number="13800138000",
+        caller_channel=f"Local/talk@citizen-{call_id.replace('.', '')};1",
+        joined_at=joined,
+    )
+
+
+def _answered(record: CallRecord, *, after: float = 12.5) -> CallRecord:
+    return dataclasses.replace(
+        record,
+        phase=CallPhase.CONNECTED,
+        seat="1001",
+        seat_channel="Local/1001@seats-00000001;1",
+        answered_at=record.joined_at + timedelta(seconds=after),
+        ring_attempts=2,
+        no_answer_seats=["1002"],
+    )
+
+
+def _ended(record: CallRecord, outcome: CallOutcome, *, talk: float = 60.0) -> CallRecord:
+    start = record.answered_at or record.joined_at
+    return dataclasses.replace(
+        record, phase=CallPhase.ENDED, ended_at=start + timedelta(seconds=talk), outcome=outcome
+    )
+
+
+@pytest.fixture
+async def store(engine_factory: EngineFactory) -> CallStore:
+    return CallStore(await engine_factory())
+
+
+async def _row_count(store: CallStore) -> int:
+    async with store._engine.connect() as conn:  # noqa: SLF001 - checking what was stored
+        return (await conn.execute(select(func.count()).select_from(CallRow))).scalar_one()
+
+
+async def test_a_call_round_trips_with_every_field(store: CallStore) -> None:
+    record = _ended(_answered(_call("1795398663.0")), CallOutcome.TRANSFERRED)
+    record = dataclasses.replace(record, transferred_to="8001", asr_uuid="5f0c1e0e-uuid")
+    assert await store.upsert(record)
+
+    loaded = await store.get("1795398663.0")
+    assert loaded == record
+    assert loaded is not None
+    assert loaded.phase is CallPhase.ENDED
+    assert loaded.outcome is CallOutcome.TRANSFERRED
+    assert loaded.joined_at.tzinfo is UTC and loaded.joined_at == T0
+    assert loaded.wait_seconds == 12.5
+    assert loaded.talk_seconds == 60.0
+    assert await store.get("no-such-call") is None
+
+
+async def test_derived_seconds_are_stored_for_reports(store: CallStore) -> None:
+    await store.upsert(_ended(_answered(_call("1.1"), after=7.25), CallOutcome.ANSWERED, talk=30))
+    async with store._engine.connect() as conn:  # noqa: SLF001
+        wait, talk = (
+            await conn.execute(select(CallRow.wait_seconds, CallRow.talk_seconds))
+        ).one()
+    assert (wait, talk) == (7.25, 30.0)
+
+
+async def test_every_outcome_round_trips(store: CallStore) -> None:
+    for n, outcome in enumerate(CallOutcome):
+        await store.upsert(_ended(_call(f"2.{n}"), outcome))
+    for n, outcome in enumerate(CallOutcome):
+        loaded = await store.get(f"2.{n}")
+        assert loaded is not None and loaded.outcome is outcome
+
+
+async def test_upsert_is_idempotent_and_follows_the_call(store: CallStore) -> None:
+    waiting = _call("3.0")
+    assert await store.upsert(waiting)
+    assert await store.upsert(waiting)
+    assert await _row_count(store) == 1
+    assert await store.get("3.0") == waiting
+
+    connected = _answered(waiting)
+    await store.upsert(connected)
+    assert await store.get("3.0") == connected
+    assert await _row_count(store) == 1
+
+
+async def test_an_ended_call_is_not_reopened_by_a_late_write(store: CallStore) -> None:
+    waiting = _call("4.0")
+    connected = _answered(waiting)
+    ended = _ended(connected, CallOutcome.ANSWERED)
+    await store.upsert(ended)
+
+    assert not await store.upsert(connected)  # committed late by another task
+    assert await store.get("4.0") == ended
+
+    # Ended -> ended still updates: the tracker learns the transfer target afterwards.
+    transferred = dataclasses.replace(ended, outcome=CallOutcome.TRANSFERRED, transferred_to="8001")
+    assert await store.upsert(transferred)
+    assert await store.get("4.0") == transferred
+
+
+async def test_open_calls_are_the_unended_ones_oldest_first(store: CallStore) -> None:
+    newer = _call("5.2", joined=T0 + timedelta(minutes=2))
+    older = _answered(_call("5.1", joined=T0))
+    await store.upsert(newer)
+    await store.upsert(older)
+    await store.upsert(_ended(_call("5.3"), CallOutcome.ABANDONED))
+    await store.upsert(_ended(_call("5.4"), CallOutcome.UNKNOWN_END))
+
+    assert await store.open_calls() == [older, newer]
+
+
+async def test_recent_is_newest_first_with_limit_and_queue(store: CallStore) -> None:
+    for n in range(5):
+        queue = "12345" if n % 2 == 0 else "12345-en"
+        await store.upsert(_call(f"6.{n}", joined=T0 + timedelta(minutes=n), queue=queue))
+
+    assert [r.call_id for r in await store.recent(3)] == ["6.4", "6.3", "6.2"]
+    assert [r.call_id for r in await store.recent(10, queue="12345")] == ["6.4", "6.2", "6.0"]
+    assert await store.recent(10, queue="nobody") == []
+    with pytest.raises(ValueError, match="limit"):
+        await store.recent(0)
+
+
+async def test_concurrent_upserts_all_land(store: CallStore) -> None:
+    """The tracker writes from many tasks at once: nothing is lost, nothing deadlocks."""
+    distinct = [_call(f"7.{n}", joined=T0 + timedelta(seconds=n)) for n in range(40)]
+    same = _call("7.same")
+    versions = [same, _answered(same)] * 10
+    await asyncio.gather(*(store.upsert(r) for r in [*distinct, *versions]))
+
+    assert await _row_count(store) == 41
+    stored = await store.get("7.same")
+    assert stored in (same, _answered(same))
+    assert {r.call_id for r in await store.recent(100)} == {r.call_id for r in distinct} | {
+        "7.same"
+    }
+
+
+async def test_flush_writes_a_batch_in_one_go(store: CallStore) -> None:
+    batch = [_call("8.1"), _answered(_call("8.2")), _ended(_call("8.3"), CallOutcome.TIMEOUT)]
+    assert await store.flush(batch) == 3
+    assert [await store.get(r.call_id) for r in batch] == batch
+
+
+async def test_shielded_flush_completes_when_shutdown_cancels_the_caller(
+    store: CallStore,
+) -> None:
+    record = _ended(_answered(_call("9.1")), CallOutcome.ANSWERED)
+    caller = asyncio.create_task(store.flush_shielded([record]))
+    await asyncio.sleep(0)  # the caller is now waiting on the write, which has not started
+    caller.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert await store.get("9.1") == record  # the write finished before the cancel went on
+
+
+def test_interval_start_is_the_quarter_hour_in_utc() -> None:
+    at = datetime(2026, 11, 23, 9, 44, 59, 999999, tzinfo=BEIJING)
+    assert interval_start_for(at) == datetime(2026, 11, 23, 1, 30, tzinfo=UTC)
+    assert interval_start_for(at).tzinfo is UTC
+    with pytest.raises(ValueError, match="naive"):
+        interval_start_for(datetime(2026, 11, 23, 9, 44))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"interval_start": datetime(2026, 11, 23, 1, 31, tzinfo=UTC)}, "15-minute"),
+        ({"interval_start": datetime(2026, 11, 23, 1, 30)}, "timezone-aware"),
+        ({"offered": -1}, "negative"),
+        ({"sum_wait_seconds": -0.5}, "negative"),
+        ({"answered": 1, "answered_within_sl": 2}, "exceed"),
+    ],
+)
+def test_impossible_intervals_are_refused(changes: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {
+        "queue": "12345",
+        "interval_start": datetime(2026, 11, 23, 1, 30, tzinfo=UTC),
+        **changes,
+    }
+    with pytest.raises(ValueError, match=message):
+        QueueInterval(**fields)  # type: ignore[arg-type]
+
+
+async def test_intervals_are_replaced_whole_and_read_by_range(store: CallStore) -> None:
+    start = interval_start_for(T0)
+    rows = [
+        QueueInterval("12345", start + i * timedelta(minutes=15), offered=10 + i, answered=8,
+                      answered_within_sl=6, abandoned=2, sum_wait_seconds=80.5,
+                      sum_talk_seconds=900.0)
+        for i in range(4)
+    ]  # fmt: skip
+    for row in rows:
+        await store.upsert_interval(row)
+    await store.upsert_interval(QueueInterval("12345-en", start, offered=99))
+
+    # The stats component rewrites the current interval as calls come in.
+    updated = dataclasses.replace(rows[1], offered=20, answered=15, sum_talk_seconds=1800.25)
+    await store.upsert_interval(updated)
+    await store.upsert_interval(updated)
+
+    got = await store.intervals("12345", since=start + timedelta(minutes=15))
+    assert got == [updated, rows[2], rows[3]]
+    assert all(r.interval_start.tzinfo is UTC for r in got)
+    assert await store.intervals("12345", since=start, until=start + timedelta(minutes=30)) == [
+        rows[0],
+        updated,
+    ]
+    assert await store.intervals("12345-en", since=start) == [
+        QueueInterval("12345-en", start, offered=99)
+    ]
+
+
+async def test_store_refuses_naive_times(store: CallStore) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        await store.upsert(_call("10.1", joined=datetime(2026, 11, 23, 9, 0)))
+    assert await store.get("10.1") is None

@@ -1,0 +1,191 @@
+"""Structured logging: phone numbers are masked in structlog and in plain ``logging`` output,
+and ids that merely look numeric are left alone."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import structlog
+
+from hotline.logs import configure_logging, mask_phone_numbers, mask_text
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """A stream to configure logging into; the previous logging setup is restored afterwards."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    saved_config = structlog.get_config()
+    stream = io.StringIO()
+    try:
+        yield stream
+    finally:
+        for handler in [h for h in root.handlers if h not in saved_handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(saved_level)
+        structlog.configure(**saved_config)
+
+
+def _json_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("来电 13800138000", "来电 138****8000"),
+        ("+8613912345678", "+86139****5678"),
+        ("8613912345678 called", "86139****5678 called"),
+        ("0086 13912345678", "0086 139****5678"),
+        ("138-0013-8000", "138****8000"),
+        ("138 0013 8000", "138****8000"),
+        ("回拨 010-12345678", "回拨 010****5678"),
+        ("0471-1234567", "047****4567"),
+        ("(0471)1234567", "047****4567"),
+        ("SIP/trunk/13800138000-00000001", "SIP/trunk/138****8000-00000001"),
+        ("CallerIDNum: 12345678\r\n", "CallerIDNum: 12****78\r\n"),
+        ("{'caller_number': '87654321'}", "{'caller_number': '87****21'}"),
+    ],
+)
+def test_phone_numbers_in_free_text_are_masked(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1795398663.0",  # an Asterisk Uniqueid / call id
+        "1795398663.13800138000",  # a fraction is never a phone number
+        "Uniqueid: 1795398663.42 Linkedid: 1795398663.41",
+        "2026-11-23T02:24:00.123456+00:00",  # a timestamp
+        "1795398663123",  # epoch milliseconds
+        "listening on 127.0.0.1:5038 and :8080",  # ports
+        "工单 20261123-000042",  # a ticket number
+        "ticket_number: 20261123-000042",
+        "Local/1001@seats-00000001;1",
+        "5f0c1e0e-8b6a-4c43-9d7e-0a1b2c3d4e5f",  # an ASR uuid
+        "wait 12.5 s, 3 attempts",
+    ],
+)
+def test_ids_times_ports_and_tickets_are_left_alone(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_the_processor_masks_keys_fields_and_nested_values() -> None:
+    event = {
+        "event": "call joined from 13800138000",
+        "call_id": "1795398663.0",
+        "caller_number": "12345678",  # a local number without area code: only by field name
+        "CallerIDNum": 13800138000,  # an int is masked too
+        "ConnectedLineNum": "6001234",
+        "ticket": "20261123-000042",
+        "port": 5038,
+        "waiting": {"13912345678": {"phone": "075512345678", "seat": "1001"}},
+        "history": ["first from 13800138000", ("010-12345678",)],
+    }
+    masked = mask_phone_numbers(None, "info", event)
+    assert masked == {
+        "event": "call joined from 138****8000",
+        "call_id": "1795398663.0",
+        "caller_number": "12****78",
+        "CallerIDNum": "138****8000",
+        "ConnectedLineNum": "60***34",
+        "ticket": "20261123-000042",
+        "port": 5038,
+        "waiting": {"139****5678": {"phone": "075*****5678", "seat": "1001"}},
+        "history": ["first from 138****8000", ["010****5678"]],
+    }
+
+
+@dataclass
+class _Caller:
+    number: str
+
+
+def test_objects_are_rendered_masked_not_through_a_later_repr() -> None:
+    masked = mask_phone_numbers(None, "info", {"event": "x", "who": _Caller("13800138000")})
+    assert masked["who"] == "_Caller(number='138****8000')"
+
+
+def test_json_output_of_structlog_events_is_masked(log_output: io.StringIO) -> None:
+    configure_logging("INFO", "json", stream=log_output)
+    log = structlog.get_logger("hotline.test")
+    log.info("来电 %s", "13800138000", caller_number="13900001111", call_id="1795398663.0")
+    log.debug("not shown at INFO", caller="13800138000")
+
+    [line] = _json_lines(log_output)
+    assert line["event"] == "来电 138****8000"
+    assert line["caller_number"] == "139****1111"
+    assert line["call_id"] == "1795398663.0"
+    assert line["level"] == "info"
+    assert line["logger"] == "hotline.test"
+    assert str(line["timestamp"]).endswith("Z")
+    assert "13800138000" not in log_output.getvalue()
+
+
+def test_panoramisk_style_stdlib_records_are_masked_too(log_output: io.StringIO) -> None:
+    configure_logging("DEBUG", "json", stream=log_output)
+    # panoramisk logs through the stdlib: `log.debug('...%s', message)`.
+    logging.getLogger("panoramisk.manager").debug(
+        "Received: %s", "Event: QueueCallerJoin\r\nCallerIDNum: 13800138000\r\nUniqueid: 1795398663.0"
+    )
+    logging.getLogger("panoramisk.manager").info("peer", extra={"caller": "88886666"})
+
+    first, second = _json_lines(log_output)
+    assert first["logger"] == "panoramisk.manager"
+    assert first["level"] == "debug"
+    assert first["event"] == (
+        "Received: Event: QueueCallerJoin\r\nCallerIDNum: 138****8000\r\nUniqueid: 1795398663.0"
+    )
+    assert second["caller"] == "88****66"
+    assert "13800138000" not in log_output.getvalue()
+
+
+def test_console_output_and_tracebacks_are_masked(log_output: io.StringIO) -> None:
+    configure_logging("INFO", "console", stream=log_output)
+    log = structlog.get_logger("hotline.test")
+    try:
+        raise ValueError("bad caller 13800138000")
+    except ValueError:
+        log.exception("lookup failed", phone="13912345678")
+    logging.getLogger("aiohttp.access").warning("GET /calls?phone=13700001111")
+
+    text = log_output.getvalue()
+    assert "lookup failed" in text and "ValueError: bad caller 138****8000" in text
+    assert "phone=139****5678" in text
+    assert "GET /calls?phone=137****1111" in text
+    for raw in ("13800138000", "13912345678", "13700001111"):
+        assert raw not in text
+
+
+def test_reconfiguring_replaces_the_handler(log_output: io.StringIO) -> None:
+    configure_logging("INFO", "json", stream=io.StringIO())
+    configure_logging("WARNING", "json", stream=log_output)
+    logging.getLogger("x").info("dropped")
+    logging.getLogger("x").warning("kept")
+    assert [line["event"] for line in _json_lines(log_output)] == ["kept"]
+
+
+@pytest.mark.parametrize(("level", "fmt"), [("LOUD", "json"), ("INFO", "xml")])
+def test_bad_settings_are_refused(level: str, fmt: str, log_output: io.StringIO) -> None:
+    with pytest.raises(ValueError, match="无效"):
+        configure_logging(level, fmt, stream=log_output)  # type: ignore[arg-type]
+
+
+def test_loggers_taken_before_configuration_are_masked(log_output: io.StringIO) -> None:
+    """Modules take their logger at import time, before the composition root configures; and
+    a reconfiguration reaches loggers already cached."""
+    early = structlog.get_logger("hotline.early")
+    configure_logging("INFO", "json", stream=io.StringIO())
+    early.info("cached now", caller="13800138000")
+    configure_logging("INFO", "json", stream=log_output)
+    early.info("after reconfigure", caller="13800138000")
+    [line] = _json_lines(log_output)
+    assert line["event"] == "after reconfigure"
+    assert line["caller"] == "138****8000"

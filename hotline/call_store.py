@@ -1,4 +1,4 @@
-"""Persistence of queued calls and 15-minute queue statistics.
+"""Persistence of queued calls and per-interval (15-minute by default) queue statistics.
 
 Every write is one short transaction, so the call tracker may call :meth:`CallStore.upsert`
 from as many tasks as it likes. On shutdown, write what is still in memory with
@@ -21,21 +21,27 @@ from hotline.db import CallRow, QueueIntervalRow
 from telephony.model import CallOutcome, CallPhase, CallRecord
 
 INTERVAL = timedelta(minutes=15)
-"""Length of a statistics interval (the 12345 hotline reports in quarters of an hour)."""
+"""Default length of a statistics interval (the 12345 hotline reports in quarters of an hour);
+the stats component may use 5 to 60 minutes."""
 
 _MAX_RECENT = 1000
+_COUNTERS = ("offered", "answered", "answered_within_sl", "abandoned", "timed_out",
+             "unknown_end", "completed")  # fmt: skip
 
 
-def interval_start_for(at: datetime) -> datetime:
-    """The start (UTC) of the 15-minute interval containing ``at`` (an aware datetime).
+def interval_start_for(at: datetime, length: timedelta = INTERVAL) -> datetime:
+    """The start (UTC) of the interval of ``length`` containing ``at`` (an aware datetime).
 
-    Aligning in UTC gives the same boundaries as in Beijing time: UTC+8 is a whole hour.
+    ``length`` must divide an hour or be a whole number of hours up to one. Aligning in UTC
+    gives the same boundaries as in Beijing time: UTC+8 is a whole number of hours.
     """
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"naive datetime {at.isoformat()} given; use an aware one")
+    minutes, rest = divmod(int(length.total_seconds()), 60)
+    if rest or minutes <= 0 or 60 % minutes:
+        raise ValueError(f"interval length {length} does not divide an hour")
     at = at.astimezone(UTC)
-    minute = at.minute - at.minute % (INTERVAL.seconds // 60)
-    return at.replace(minute=minute, second=0, microsecond=0)
+    return at.replace(minute=at.minute - at.minute % minutes, second=0, microsecond=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +50,8 @@ class QueueInterval:
 
     Rows are written whole (absolute values, not increments), so writing the same row twice
     is harmless. After a restart the stats component reads the current interval back with
-    :meth:`CallStore.intervals` and carries on counting from it.
+    :meth:`CallStore.intervals` and carries on counting from it. The interval's length is the
+    stats component's choice; the row only records where it starts.
     """
 
     queue: str
@@ -53,6 +60,9 @@ class QueueInterval:
     answered: int = 0
     answered_within_sl: int = 0   # answered within the service-level threshold (e.g. 15 s)
     abandoned: int = 0
+    timed_out: int = 0            # left the queue unanswered (queue timeout)
+    unknown_end: int = 0          # ended while the AMI link was down
+    completed: int = 0            # answered calls whose talk has ended
     sum_wait_seconds: float = 0.0
     sum_talk_seconds: float = 0.0
 
@@ -60,9 +70,9 @@ class QueueInterval:
         start = self.interval_start
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("interval_start must be timezone-aware")
-        if interval_start_for(start) != start:
-            raise ValueError(f"interval_start {start.isoformat()} is not on a 15-minute boundary")
-        for name in ("offered", "answered", "answered_within_sl", "abandoned"):
+        if start.second or start.microsecond:
+            raise ValueError(f"interval_start {start.isoformat()} is not on a whole minute")
+        for name in _COUNTERS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.sum_wait_seconds < 0 or self.sum_talk_seconds < 0:
@@ -120,10 +130,7 @@ def _interval_from(row: QueueIntervalRow) -> QueueInterval:
     return QueueInterval(
         queue=row.queue,
         interval_start=row.interval_start,
-        offered=row.offered,
-        answered=row.answered,
-        answered_within_sl=row.answered_within_sl,
-        abandoned=row.abandoned,
+        **{name: getattr(row, name) for name in _COUNTERS},
         sum_wait_seconds=row.sum_wait_seconds,
         sum_talk_seconds=row.sum_talk_seconds,
     )
@@ -151,12 +158,13 @@ class CallStore:
         values = _row_values(record, datetime.now(UTC))
         stmt = self._insert(CallRow).values(**values)
         updates = {name: stmt.excluded[name] for name in values if name != "call_id"}
+        ended = CallPhase.ENDED.value
         return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
             index_elements=[CallRow.call_id],
             set_=updates,
             # An ended call is final: a late write of an older phase (two tasks committing out
             # of order) must not reopen it. Ended -> ended still updates (e.g. transferred_to).
-            where=or_(CallRow.phase != CallPhase.ENDED.value, stmt.excluded.phase == CallPhase.ENDED.value),
+            where=or_(CallRow.phase != ended, stmt.excluded.phase == ended),
         )
 
     async def _write(self, conn: AsyncConnection, record: CallRecord) -> bool:
@@ -231,10 +239,7 @@ class CallStore:
         values = {
             "queue": interval.queue,
             "interval_start": interval.interval_start,
-            "offered": interval.offered,
-            "answered": interval.answered,
-            "answered_within_sl": interval.answered_within_sl,
-            "abandoned": interval.abandoned,
+            **{name: getattr(interval, name) for name in _COUNTERS},
             "sum_wait_seconds": interval.sum_wait_seconds,
             "sum_talk_seconds": interval.sum_talk_seconds,
         }

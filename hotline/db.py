@@ -141,7 +141,7 @@ class CallRow(Base):
 
 
 class QueueIntervalRow(Base):
-    """Statistics of one queue over one 15-minute interval (table ``queue_intervals``)."""
+    """Statistics of one queue over one interval, 15 minutes by default (``queue_intervals``)."""
 
     __tablename__ = "queue_intervals"
 
@@ -151,6 +151,9 @@ class QueueIntervalRow(Base):
     answered: Mapped[int] = mapped_column(Integer(), default=0)
     answered_within_sl: Mapped[int] = mapped_column(Integer(), default=0)
     abandoned: Mapped[int] = mapped_column(Integer(), default=0)
+    timed_out: Mapped[int] = mapped_column(Integer(), default=0)
+    unknown_end: Mapped[int] = mapped_column(Integer(), default=0)
+    completed: Mapped[int] = mapped_column(Integer(), default=0)
     sum_wait_seconds: Mapped[float] = mapped_column(Float(), default=0.0)
     sum_talk_seconds: Mapped[float] = mapped_column(Float(), default=0.0)
 
@@ -177,10 +180,11 @@ def _async_url(url: str) -> URL:
 
 
 def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; ``None`` for in-memory and ``file:`` URI databases."""
     database = url.database
-    if not database or database == ":memory:" or url.query.get("uri") or database.startswith(
-        "file:"
-    ):
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if url.query.get("uri"):
         return None
     return Path(database).expanduser()
 
@@ -251,15 +255,16 @@ def alembic_config() -> Config:
     return config
 
 
-def configure_migration_context(context: EnvironmentContext, connection: Connection) -> None:
-    """Configure Alembic for ``connection``; shared by ``env.py`` and :func:`migrate`."""
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
+def migration_options(connection: Connection) -> dict[str, Any]:
+    """Keyword arguments for Alembic's ``context.configure``; shared by ``env.py`` and
+    :func:`migrate` so both migrate the same way."""
+    return {
+        "connection": connection,
+        "target_metadata": Base.metadata,
         # SQLite cannot ALTER most things: batch mode copies the table instead.
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
+        "render_as_batch": connection.dialect.name == "sqlite",
+        "compare_type": True,
+    }
 
 
 def _load_scripts() -> tuple[Config, ScriptDirectory]:
@@ -282,9 +287,10 @@ def _run_steps(
     env.py from disk on the event loop thread, and the revision files are already loaded.
     """
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY})
+        lock = text("SELECT pg_advisory_xact_lock(:key)")
+        connection.execute(lock, {"key": _PG_MIGRATION_LOCK_KEY})
     with EnvironmentContext(config, script, fn=fn, destination_rev=target) as context:
-        configure_migration_context(context, connection)
+        context.configure(**migration_options(connection))
         with context.begin_transaction():
             context.run_migrations()
 

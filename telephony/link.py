@@ -19,6 +19,7 @@ What it adds to panoramisk's ``Manager`` (which it does not use, see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import inspect
@@ -31,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final
 
-from panoramisk.message import Message
+from panoramisk.message import Message  # type: ignore[import-untyped]
 
 from telephony import actions
 from telephony.actions import AmiAction
@@ -155,6 +156,10 @@ class AmiLink:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise  # our caller is being cancelled too: let it through
+        if protocol is not None:
+            # connection_lost runs on the next loop turns; wait so no socket outlives us.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(protocol.wait_closed(), LOGOFF_TIMEOUT)
         self._set_state(LinkState.CLOSED)
 
     @property
@@ -269,7 +274,7 @@ class AmiLink:
                 self._set_state(LinkState.DISCONNECTED)
 
     def _backoff(self, failures: int) -> float:
-        base = min(self._backoff_max, self._backoff_initial * 2 ** (failures - 1))
+        base = min(self._backoff_max, self._backoff_initial * 2.0 ** (failures - 1))
         jitter = self._rng.uniform(-self._backoff_jitter, self._backoff_jitter)
         return min(self._backoff_max, base * (1 + jitter))
 

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from panoramisk.ami_protocol import AMIProtocol
-from panoramisk.message import Message
+from panoramisk.ami_protocol import AMIProtocol  # type: ignore[import-untyped]
+from panoramisk.message import Message  # type: ignore[import-untyped]
 
 from telephony.actions import AmiAction
 from telephony.errors import AmiActionFailed, AmiActionLost, AmiNotConnected
@@ -48,6 +48,8 @@ _EVENT_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,79}$")
 # harmless).
 _DIGITS: Final = re.compile(r"\d{7,}")
 PREVIEW_CHARS: Final = 160
+# Asterisk answers "Error"; "Fail"/"Failure" are what panoramisk also treats as failed.
+_FAILED: Final = frozenset({"error", "fail", "failure"})
 
 
 def mask_digits(text: str) -> str:
@@ -239,6 +241,7 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no typ
     # -- our API -------------------------------------------------------------------------
     @property
     def is_open(self) -> bool:
+        """True while actions can be written (connected and not closing)."""
         return (not self.closed and self.transport is not None
                 and not self.transport.is_closing())
 
@@ -248,6 +251,7 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no typ
             self.transport.abort()
 
     async def wait_closed(self) -> None:
+        """Return once the connection is gone (and its unanswered actions have failed)."""
         await self._closed.wait()
 
     def submit(self, action: AmiAction, action_id: str) -> asyncio.Future[AmiResponse]:
@@ -322,7 +326,7 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no typ
             return
         pending.response = message
         assert isinstance(action_id, str)
-        if str(message.get("response", "")).lower() == "error":
+        if str(message.get("response", "")).lower() in _FAILED:
             self._pending.pop(action_id, None)
             if not pending.future.done():
                 pending.future.set_exception(
@@ -347,7 +351,7 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no typ
         if pending.future.done():
             return
         name = pending.action.name
-        if True:
+        if pending.action.idempotent:
             pending.future.set_exception(AmiConnectionDropped(
                 f"AMI 连接在 {name} 应答前断开 (connection dropped before the response, "
                 f"ActionID {action_id})"))

@@ -22,7 +22,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from hotline.db import Base, configure_migration_context, create_engine
+from hotline.db import Base, create_engine, migration_options
 
 
 def _url() -> str:
@@ -39,7 +39,7 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    configure_migration_context(context, connection)
+    context.configure(**migration_options(connection))
     with context.begin_transaction():
         context.run_migrations()
 

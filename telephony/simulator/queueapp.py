@@ -123,8 +123,9 @@ class QueueApp:
             for caller in list(q.callers):
                 if caller.ringing or caller.answered or now < caller.next_try:
                     continue
-                members = q.pick(now, set())
-                for m in members:
+                for m in q.pick(now, set()):
+                    if caller.answered:  # ringall: an earlier member already answered
+                        break
                     self._ring(q, caller, m)
         self.wake.set()
 

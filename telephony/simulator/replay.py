@@ -130,6 +130,7 @@ class ReplayServer:
 
     @property
     def port(self) -> int:
+        """The listening port (the free one chosen when constructed with ``port=0``)."""
         return self._port
 
     # -- faults --------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class ReplayServer:
                 await self._changed.wait_for(lambda: predicate(self))
 
     def actions_named(self, name: str) -> list[ReceivedAction]:
+        """Actions received so far with this name (case-insensitive), every connection."""
         return [a for a in self.received if a.name.lower() == name.lower()]
 
     # -- internals -----------------------------------------------------------------------

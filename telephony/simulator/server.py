@@ -144,6 +144,8 @@ class PbxSimulator:
     def go_silent(self) -> None:
         """Half-open link: keep sockets open, answer nothing, send nothing."""
         self._silent = True
+        for s in self._sessions:
+            s.pending.clear()
 
     def resume(self) -> None:
         """Undo :meth:`go_silent` (what was held back is lost, as on a real dead link)."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from telephony.simulator.core import Bridge, Channel
+from telephony.simulator.core import Channel
 from telephony.simulator.dialplan import Dialplan
 
 
@@ -150,11 +148,3 @@ class Transfers:
     def _dtmf(self, ch: Channel, digit: str) -> None:
         self.e.chan_event("DTMFEnd", ch, [("Digit", digit), ("DurationMs", "0"),
                                           ("Direction", "Received")], "dtmf,all")
-
-
-async def keep(task: asyncio.Task[None]) -> None:
-    """Await a task (helper so an owned task can be spawned from sync code)."""
-    await task
-
-
-__all__ = ["Transfers", "Bridge"]

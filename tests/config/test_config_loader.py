@@ -8,6 +8,7 @@ import pytest
 
 from config.errors import ConfigError, ConfigIssue
 from config.loader import DEFAULTS_DIR, load_config
+from tests.config.conftest import WriteConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -182,16 +182,21 @@ def test_interval_start_is_the_quarter_hour_in_utc() -> None:
     at = datetime(2026, 11, 23, 9, 44, 59, 999999, tzinfo=BEIJING)
     assert interval_start_for(at) == datetime(2026, 11, 23, 1, 30, tzinfo=UTC)
     assert interval_start_for(at).tzinfo is UTC
+    assert interval_start_for(at, timedelta(minutes=5)) == datetime(2026, 11, 23, 1, 40, tzinfo=UTC)
+    assert interval_start_for(at, timedelta(hours=1)) == datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
     with pytest.raises(ValueError, match="naive"):
         interval_start_for(datetime(2026, 11, 23, 9, 44))
+    with pytest.raises(ValueError, match="divide an hour"):
+        interval_start_for(at, timedelta(minutes=7))
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"interval_start": datetime(2026, 11, 23, 1, 31, tzinfo=UTC)}, "15-minute"),
+        ({"interval_start": datetime(2026, 11, 23, 1, 31, 5, tzinfo=UTC)}, "whole minute"),
         ({"interval_start": datetime(2026, 11, 23, 1, 30)}, "timezone-aware"),
         ({"offered": -1}, "negative"),
+        ({"unknown_end": -1}, "negative"),
         ({"sum_wait_seconds": -0.5}, "negative"),
         ({"answered": 1, "answered_within_sl": 2}, "exceed"),
     ],
@@ -210,8 +215,8 @@ async def test_intervals_are_replaced_whole_and_read_by_range(store: CallStore) 
     start = interval_start_for(T0)
     rows = [
         QueueInterval("12345", start + i * timedelta(minutes=15), offered=10 + i, answered=8,
-                      answered_within_sl=6, abandoned=2, sum_wait_seconds=80.5,
-                      sum_talk_seconds=900.0)
+                      answered_within_sl=6, abandoned=1, timed_out=1, unknown_end=i,
+                      completed=7, sum_wait_seconds=80.5, sum_talk_seconds=900.0)
         for i in range(4)
     ]  # fmt: skip
     for row in rows:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -126,7 +126,7 @@ async def test_timestamps_come_back_aware_utc(engine_factory: EngineFactory) -> 
         if engine.dialect.name == "postgresql":
             # A server set to Beijing time (as many here are) returns timestamptz in +08:00.
             await conn.execute(text("SET TIME ZONE 'Asia/Shanghai'"))
-        await conn.execute(CallRow.__table__.insert().values(**_columns(_call_row("1.1", joined))))
+        await conn.execute(insert(CallRow).values(**_columns(_call_row("1.1", joined))))
         await conn.commit()
         stored = (await conn.execute(select(CallRow.joined_at))).scalar_one()
         # Comparisons against the column convert the bound value the same way.
@@ -144,7 +144,7 @@ async def test_naive_timestamps_are_refused(engine_factory: EngineFactory) -> No
     row = _call_row("1.2", datetime(2026, 11, 23, 9, 30))
     async with engine.begin() as conn:
         with pytest.raises(StatementError, match="naive datetime"):
-            await conn.execute(CallRow.__table__.insert().values(**_columns(row)))
+            await conn.execute(insert(CallRow).values(**_columns(row)))
 
 
 def _columns(row: CallRow) -> dict[str, object]:
@@ -156,7 +156,7 @@ async def test_sqlite_engine_creates_the_folder_and_uses_wal(tmp_path: Path) -> 
     async with open_engine(f"sqlite:///{db_file}") as engine:
         assert engine.url.drivername == "sqlite+aiosqlite"
         async with engine.connect() as conn:
-            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            mode: str = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
         assert mode == "wal"
     assert await asyncio.to_thread(db_file.exists)
 

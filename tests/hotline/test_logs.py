@@ -7,10 +7,14 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import structlog
+from panoramisk.ami_protocol import AMIProtocol  # type: ignore[import-untyped]
 
 from hotline.logs import configure_logging, mask_phone_numbers, mask_text
 
@@ -133,7 +137,8 @@ def test_panoramisk_style_stdlib_records_are_masked_too(log_output: io.StringIO)
     configure_logging("DEBUG", "json", stream=log_output)
     # panoramisk logs through the stdlib: `log.debug('...%s', message)`.
     logging.getLogger("panoramisk.manager").debug(
-        "Received: %s", "Event: QueueCallerJoin\r\nCallerIDNum: 13800138000\r\nUniqueid: 1795398663.0"
+        "Received: %s",
+        "Event: QueueCallerJoin\r\nCallerIDNum: 13800138000\r\nUniqueid: 1795398663.0",
     )
     logging.getLogger("panoramisk.manager").info("peer", extra={"caller": "88886666"})
 
@@ -189,3 +194,42 @@ def test_loggers_taken_before_configuration_are_masked(log_output: io.StringIO) 
     [line] = _json_lines(log_output)
     assert line["event"] == "after reconfigure"
     assert line["caller"] == "138****8000"
+
+
+class _Dispatcher:
+    """Stands in for panoramisk's Manager, which would need a live Asterisk: the protocol only
+    hands it the parsed events."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def dispatch(self, message: Any) -> None:
+        self.events.append(message)
+
+
+@pytest.mark.parametrize("name", ["01-answered", "02-abandoned", "04-ring-no-answer"])
+def test_panoramisk_debug_log_of_a_recorded_session_is_masked(
+    name: str, trace: Callable[[str], list[Any]], log_output: io.StringIO
+) -> None:
+    """Real AMI traffic through panoramisk's own parser, which logs every message it reads."""
+    configure_logging("DEBUG", "json", stream=log_output)
+    received = "".join(line.text for line in trace(name) if line.dir == "received")
+    protocol = AMIProtocol()
+    protocol.connection_made(transport=None)  # it only reads here: no transport needed
+    protocol.factory = dispatcher = _Dispatcher()
+    protocol.encoding = "utf-8"  # as Manager(encoding="utf8"), its default
+    protocol.data_received(received.encode("utf-8"))
+
+    text = log_output.getvalue()
+    assert dispatcher.events
+    assert "message interpreted" in text
+    callers = set(re.findall(r"CallerIDNum: (1\d{10})", received))
+    assert callers
+    for number in callers:
+        assert number not in text
+        assert f"{number[:3]}****{number[-4:]}" in text
+    # Ids and times survive untouched, so the log can still be correlated.
+    for uniqueid in set(re.findall(r"Uniqueid: (\S+)", received)):
+        assert uniqueid in text
+    for stamp in set(re.findall(r"EventTV: (\S+)", received)):
+        assert stamp in text

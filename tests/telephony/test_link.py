@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from panoramisk.message import Message
+from panoramisk.message import Message  # type: ignore[import-untyped]
 
 from telephony import actions
 from telephony.actions import AmiAction
@@ -331,7 +331,7 @@ async def test_nothing_unsafe_reaches_the_socket(replay: Any, ami: Any, trace: A
     server = await replay(preamble(trace))
     link, _ = await ami(server)
     with pytest.raises(TypeError):
-        await link.send({"Action": "Originate", "Channel": "x\r\nAction: Hangup"})  # type: ignore[arg-type]
+        await link.send({"Action": "Originate", "Channel": "x\r\nAction: Hangup"})
     proto = AmiProtocol(on_event=lambda m: None, counters=LinkCounters(), max_message_bytes=1)
     with pytest.raises(TypeError):  # panoramisk's unescaped writer is disabled
         proto.send({"Action": "Ping"})

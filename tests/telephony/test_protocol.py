@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from panoramisk.ami_protocol import AMIProtocol
-from panoramisk.manager import Manager
-from panoramisk.message import Message
+from panoramisk.ami_protocol import AMIProtocol  # type: ignore[import-untyped]
+from panoramisk.manager import Manager  # type: ignore[import-untyped]
+from panoramisk.message import Message  # type: ignore[import-untyped]
 
 from telephony import actions
 from telephony.link import AmiLink, LinkState

@@ -46,6 +46,15 @@ CASES: dict[str, tuple[str, frozenset[str], bool]] = {
 }
 
 
+# Low-value events the simulator does not produce (yet), per trace: the consult leg's
+# device states and caller-id updates during Atxfer (06); ``confbridge:42`` and the
+# department's device states (07).
+NOT_EMITTED = {
+    "06": Counter({"DeviceStateChange": 4, "NewCallerid": 1, "NewConnectedLine": 3}),
+    "07": Counter({"DeviceStateChange": 5}),
+}
+
+
 def _names(msgs: list[Msg]) -> Counter[str]:
     return Counter(name(m) for m in msgs)
 
@@ -82,7 +91,8 @@ async def test_trace_matches_recording(trace: str) -> None:
     if exact:
         assert not result["missing"] and not result["extra"]
     else:
-        assert _names(got) - _names(expected) == Counter() or trace[:2] in {"04", "06", "08"}
+        assert _names(got) - _names(expected) == Counter()
+        assert _names(expected) - _names(got) == NOT_EMITTED.get(trace[:2], Counter())
 
 
 def _strip_seq(m: Msg) -> Msg:

@@ -17,7 +17,9 @@ import os
 import re
 from pathlib import Path
 
-TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "ami-traces" / "01-answered.jsonl"
+SHARED = Path(os.environ.get("HOTLINE_SHARED_DIR",
+                             Path(__file__).resolve().parent.parent.parent / "shared"))
+TRACE = SHARED / "ami-traces" / "01-answered.jsonl"
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
 

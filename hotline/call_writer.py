@@ -101,9 +101,20 @@ class CallWriter:
         return len(batch)
 
     async def drain(self, deadline: float) -> None:
-        """Last flush on shutdown, shielded from cancellation, bounded by ``deadline`` s."""
+        """Last flush on shutdown, bounded by ``deadline`` seconds.
+
+        The flush is shielded from a cancellation of the shutdown itself; if it overruns the
+        deadline it is cancelled and awaited (the engine is disposed right after, so it must
+        not keep running) and the records it could not write are reported.
+        """
+        task = asyncio.ensure_future(self.flush())
         try:
-            await asyncio.wait_for(asyncio.shield(self.flush()), timeout=deadline)
-        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            await asyncio.wait_for(asyncio.shield(task), timeout=deadline)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            log.error("shutdown: %d call record(s) not saved within %.0f s", self.backlog,
+                      deadline)
+        except (SQLAlchemyError, OSError) as exc:
             log.error("shutdown: %d call record(s) could not be saved (%s)", self.backlog,
                       type(exc).__name__)

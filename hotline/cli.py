@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--config", type=Path, default=None, help="config directory")
     demo = sub.add_parser("demo", help="模拟交换机 + 服务 / simulator + service demo")
     demo.add_argument("--seconds", type=float, default=0.0, help="stop after N s (0: Ctrl-C)")
-    demo.add_argument("--calls-per-minute", type=float, default=240.0)
+    demo.add_argument("--calls-per-minute", type=float, default=60.0)
+    demo.add_argument("--mean-talk", type=float, default=80.0, help="mean talk seconds")
     demo.add_argument("--http-port", type=int, default=8080)
     cfg = sub.add_parser("config", help="配置 / configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from hotline.demo import run_demo
         return asyncio.run(run_demo(seconds=args.seconds, calls_per_minute=args.calls_per_minute,
-                                    http_port=args.http_port))
+                                    mean_talk=args.mean_talk, http_port=args.http_port))
     if args.command == "config":
         from config.check import check as check_config
         return check_config(args.path)

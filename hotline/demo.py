@@ -44,15 +44,18 @@ async def _report(hot: Hotline, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         now = hot.clock()
-        counts = {k.value: v for k, v in hot.board.counts().items() if v}
+        counts = " ".join(f"{k.value}={v}" for k, v in hot.board.counts().items() if v)
+        print(f"坐席 seats: {counts}", flush=True)
         for queue in [q.name for q in hot.config.queues.queues]:
             fig = hot.stats.day(queue, hot.stats.local_day(now)).figures()
-            print(f"[{queue}] 呼入 {fig['offered']} 接通 {fig['answered']} 放弃 {fig['abandoned']}"
-                  f" 排队 {len(hot.tracker.waiting(queue))} 服务水平 {fig['service_level_pct']}%"
-                  f" 接通率 {fig['answer_rate_pct']}%  坐席 {counts}", flush=True)
+            print(f"  [{queue}] 呼入 {fig['offered']} 接通 {fig['answered']} "
+                  f"放弃 {fig['abandoned']} 排队 {len(hot.tracker.waiting(queue))} "
+                  f"服务水平 {fig['service_level_pct']}% 接通率 {fig['answer_rate_pct']}% "
+                  f"平均应答 {fig['asa_seconds']} s", flush=True)
 
 
-async def run_demo(*, seconds: float, calls_per_minute: float, http_port: int) -> int:
+async def run_demo(*, seconds: float, calls_per_minute: float, mean_talk: float,
+                   http_port: int) -> int:
     """Run simulator + service; stop after ``seconds`` (0: until Ctrl-C)."""
     ami_port = _free_port()
     # Process-local overrides, so a reload (SIGHUP) reads the same ports again.
@@ -68,7 +71,9 @@ async def run_demo(*, seconds: float, calls_per_minute: float, http_port: int) -
     sim = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "telephony.simulator", "--host", "127.0.0.1",
         "--port", str(ami_port), "--username", cfg.ami.username, "--secret", secret,
-        "--calls-per-minute", str(calls_per_minute), "--seed", "12345")
+        "--queues", ",".join(q.name for q in cfg.queues.queues),
+        "--calls-per-minute", str(calls_per_minute), "--mean-talk", str(mean_talk),
+        "--mean-patience", "60", "--seed", "12345")
     stop = asyncio.Event()
     reporter: list[asyncio.Task[None]] = []
 

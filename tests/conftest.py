@@ -13,7 +13,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("HOTLINE_SHARED_DIR", REPO.parent / "shared"))
+
+def _shared_dir() -> Path:
+    """``../shared`` beside the checkout (CI and developers have it there); override with
+    ``HOTLINE_SHARED_DIR``."""
+    if "HOTLINE_SHARED_DIR" in os.environ:
+        return Path(os.environ["HOTLINE_SHARED_DIR"])
+    for candidate in (REPO.parent / "shared", Path("/work/shared")):
+        if (candidate / "ami-traces").is_dir():
+            return candidate
+    return REPO.parent / "shared"
+
+
+SHARED = _shared_dir()
 TRACES = SHARED / "ami-traces"
 
 

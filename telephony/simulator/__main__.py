@@ -18,6 +18,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=5038)
     p.add_argument("--username", default="hotline")
     p.add_argument("--secret", default="hotline-secret")
+    p.add_argument("--queues", default="12345",
+                   help="comma-separated queue names Asterisk has (queues.conf)")
     p.add_argument("--seats", type=int, default=0,
                    help="seats to add by itself (Local/1001@seats/n ...); 0 = the client adds")
     p.add_argument("--calls-per-minute", type=float, default=0.0)
@@ -39,7 +41,8 @@ async def run(args: argparse.Namespace) -> None:
                             pauses_per_minute=args.pauses_per_minute)
     async with PbxSimulator(host=args.host, port=args.port, username=args.username,
                             secret=args.secret, time_scale=args.time_scale, seed=args.seed,
-                            strategy=args.strategy, traffic=traffic) as pbx:
+                            strategy=args.strategy, traffic=traffic,
+                            queues=tuple(q for q in args.queues.split(",") if q)) as pbx:
         for i in range(args.seats):
             pbx.add_seat(f"Local/{1001 + i}@seats/n", f"seat-{1001 + i}")
         if args.calls_per_minute > 0:

@@ -1,0 +1,109 @@
+"""The whole service against the PBX simulator over TCP: 100 seats, Poisson callers, HTTP,
+metrics, persistence, AMI loss. (Asterisk cannot be installed here; the simulator speaks AMI
+as the recorded Asterisk 22.5 sessions do.)"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from telephony.model import CallOutcome, SeatState
+from telephony.simulator.server import PbxSimulator
+from telephony.simulator.traffic import TrafficConfig
+from tests.e2e.conftest import (
+    ADMIN, AGENT_1001, AGENT_1002, RunningService, eventually, wait_ready,
+)
+
+SECRET = "hotline-demo-secret"
+
+
+def outcomes(svc: RunningService) -> dict[str, int]:
+    with sqlite3.connect(svc.db_path) as db:
+        return dict(db.execute("select coalesce(outcome, 'open'), count(*) from calls "
+                               "group by 1").fetchall())
+
+
+async def test_hundred_seats_take_calls_and_everything_is_measured(service_factory) -> None:  # type: ignore[no-untyped-def]
+    traffic = TrafficConfig(calls_per_minute=600, mean_patience=20, mean_talk=8,
+                            no_answer_probability=0.05, pauses_per_minute=5, mean_pause=10)
+    async with PbxSimulator(secret=SECRET, time_scale=10, seed=7, traffic=traffic) as sim:
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            sim.traffic.start()
+            hot = svc.hot
+            await eventually(lambda: hot.stats.day("12345", hot.stats.local_day(hot.clock()))
+                             .answered >= 20, timeout=30, what="20 answered calls")
+            status, stats = await svc.get("/api/stats")
+            assert status == 200
+            q = next(x for x in stats["queues"] if x["queue"] == "12345")
+            assert q["today"]["answered"] >= 20
+            assert 0 <= q["today"]["answer_rate_pct"] <= 100
+            assert stats["seats"]["on_call"] + stats["seats"]["available"] > 0
+            status, text = await svc.get("/metrics", token=None)
+            assert status == 200 and 'hotline_ami_up 1.0' in text
+            assert 'hotline_queue_today_answered{queue="12345"}' in text
+            await eventually(lambda: outcomes(svc).get("answered", 0) >= 10, timeout=15,
+                             what="answered calls in the database")
+            await sim.traffic.stop()
+    # After a clean shutdown every record is in the database.
+    saved = outcomes(svc)
+    assert saved.get("answered", 0) >= 10
+    assert hot.writer.backlog == 0
+
+
+async def test_ami_loss_closes_calls_with_unknown_end_and_recovers(service_factory) -> None:  # type: ignore[no-untyped-def]
+    async with PbxSimulator(secret=SECRET, time_scale=10, seed=3) as sim:
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            hot = svc.hot
+            sim.add_caller("13800138000", talk=600)
+            await eventually(lambda: any(r.answered_at for r in hot.tracker.active()),
+                             what="the call answered")
+            call = hot.tracker.active()[0]
+            # Asterisk restarts: the call and the members are gone while we are away.
+            await sim.restart()
+            await eventually(lambda: hot.link.counters.reconnects >= 1, what="reconnect")
+            await wait_ready(svc)     # members re-added from config after the restart
+            await eventually(lambda: hot.tracker.get(call.call_id) is None,
+                             what="call closed by resync")
+            await eventually(lambda: outcomes(svc).get("unknown_end", 0) == 1, what="saved")
+            seat = hot.board.by_seat_id(call.seat or "")
+            assert seat is not None and seat.state in (SeatState.AVAILABLE, SeatState.WRAP_UP)
+            assert CallOutcome.UNKNOWN_END.value in outcomes(svc)
+
+
+async def test_agent_endpoints_need_auth_and_own_seat(service_factory) -> None:  # type: ignore[no-untyped-def]
+    async with PbxSimulator(secret=SECRET, time_scale=10, seed=5) as sim:
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            assert (await svc.get("/api/seats", token=None))[0] == 401
+            assert (await svc.get("/api/seats", token="wrong-token-123"))[0] == 401
+            status, body = await svc.post("/api/seats/1002/pause", {"reason": "小休"},
+                                          token=AGENT_1001)
+            assert status == 403 and body["error"] == "forbidden" and body["message"]
+            status, body = await svc.post("/api/seats/1001/pause", {"reason": "小休"},
+                                          token=AGENT_1001)
+            assert status == 200, body
+            await eventually(lambda: svc.hot.board.by_seat_id("1001").state   # type: ignore[union-attr]
+                             is SeatState.PAUSED, what="seat 1001 paused")
+            status, body = await svc.get("/api/seats", token=AGENT_1001)
+            assert [s["seat_id"] for s in body["seats"]] == ["1001"]
+            assert body["seats"][0]["pause_reason"] == "小休"
+            status, body = await svc.post("/api/seats/1001/unpause", token=AGENT_1001)
+            assert status == 200
+            # Bad input: clear JSON errors, nothing reaches Asterisk, the service keeps going.
+            status, body = await svc.post("/api/seats/1001/pause", raw=b"{not json",
+                                          token=AGENT_1001)
+            assert (status, body["error"]) == (400, "invalid_json")
+            status, body = await svc.post("/api/seats/1001/pause",
+                                          {"reason": "小休\r\nAction: Originate"},
+                                          token=AGENT_1001)
+            assert (status, body["error"]) == (422, "unknown_pause_reason")
+            status, body = await svc.post("/api/seats/1002/transfer", {"department": "8001"},
+                                          token=AGENT_1002)
+            assert (status, body["error"]) == (409, "seat_not_on_call")
+            status, body = await svc.post("/api/admin/reload", token=AGENT_1002)
+            assert status == 403
+            status, body = await svc.post("/api/admin/reload", token=ADMIN)
+            assert status == 200 and body["reloaded"] is True
+            assert (await svc.get("/healthz", token=None))[0] == 200
+            assert (await svc.get("/readyz", token=None))[0] == 200

@@ -107,3 +107,34 @@ async def test_agent_endpoints_need_auth_and_own_seat(service_factory) -> None: 
             assert status == 200 and body["reloaded"] is True
             assert (await svc.get("/healthz", token=None))[0] == 200
             assert (await svc.get("/readyz", token=None))[0] == 200
+
+
+async def test_desk_blind_transfer_and_three_way_through_http(service_factory) -> None:  # type: ignore[no-untyped-def]
+    # time_scale 1: the simulated seat talks 3 s, long enough for the desk to act.
+    async with PbxSimulator(secret=SECRET, time_scale=1, seed=11) as sim:
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            hot = svc.hot
+            sim.add_caller("13800138001", talk=30)
+            call = await eventually(lambda: next((r for r in hot.tracker.active()
+                                                  if r.answered_at), None), what="answer")
+            seat = call.seat
+            token = AGENT_1001 if seat == "1001" else ADMIN
+            status, body = await svc.post(f"/api/seats/{seat}/transfer",
+                                          {"department": "8001"}, token=token)
+            assert status == 200, body
+            # The seat is free at once; the call ends when the citizen leaves the department.
+            await eventually(lambda: hot.board.by_seat_id(seat).state  # type: ignore[union-attr]
+                             is not SeatState.ON_CALL, what="seat freed")
+            await eventually(lambda: outcomes(svc).get("transferred") == 1, timeout=20,
+                             what="transferred call saved")
+
+            sim.add_caller("13800138002", talk=30)
+            call = await eventually(lambda: next((r for r in hot.tracker.active()
+                                                  if r.answered_at), None), what="answer 2")
+            status, body = await svc.post(f"/api/seats/{call.seat}/three-way",
+                                          {"department": "8003"})
+            assert status == 200 and isinstance(body["result"], int), body
+            status, body = await svc.post(f"/api/seats/{call.seat}/three-way",
+                                          {"department": "9999"})
+            assert (status, body["error"]) == (422, "unknown_department")

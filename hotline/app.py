@@ -136,9 +136,10 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         await migrate(engine)
         store = CallStore(engine)
         board = SeatBoard(seat_specs(cfg), wrapup_seconds=cfg.queues.wrapup_seconds, now=now)
+        # ZoneInfo reads the tz database from disk: not on the loop.
+        timezone = await asyncio.to_thread(ZoneInfo, svc.timezone)
         stats = QueueStats(service_level_seconds=cfg.stats.service_level_seconds,
-                           interval_minutes=cfg.stats.interval_minutes,
-                           timezone=ZoneInfo(svc.timezone))
+                           interval_minutes=cfg.stats.interval_minutes, timezone=timezone)
         holder: dict[str, Hotline] = {}
         tracker = CallTracker(board, stats, seat_ids=lambda i: holder["svc"].seat_id(i))
         await _restore(store, stats, tracker, cfg, now)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,3 +54,15 @@ def trace_names() -> list[str]:
 def trace() -> Iterator[object]:
     """The trace loader, as a fixture."""
     yield load_trace
+
+
+@pytest.fixture
+def no_blocking() -> Iterator[BlockBuster]:
+    """Fail the test if anything blocks the event loop (file or socket I/O, sleep ...)."""
+    with blockbuster_ctx() as buster:
+        # Known and accepted: asyncpg parses its connect arguments on the loop, looking for
+        # ~/.pgpass and ~/.postgresql/*.crt (a few stats) for every new connection. Pooling
+        # makes that rare; it is asyncpg's behaviour, not something this service can move.
+        for function in buster.functions.values():
+            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
+        yield buster

@@ -31,10 +31,12 @@ def free_port() -> int:
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    """Poll ``check`` until it returns something truthy (state driven by real sockets)."""
+    """Poll ``check`` (sync, or returning an awaitable) until it gives something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
@@ -67,6 +69,11 @@ class RunningService:
             return resp.status, await resp.json()
 
 
+@pytest.fixture(autouse=True)
+def _loop_never_blocks(no_blocking: object) -> None:
+    """The whole service runs under blockbuster: any blocking call on the loop fails."""
+
+
 @pytest.fixture
 def service_factory(tmp_path: Path) -> Callable[..., Any]:
     """``async with service_factory(ami_port) as svc:`` runs the service with the demo config
@@ -89,7 +96,7 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
             "HOTLINE_AGENT_TOKENS": f"1001={AGENT_1001},1002={AGENT_1002}",
             "HOTLINE_SERVICE__SHUTDOWN_GRACE_SECONDS": "5",
         }
-        cfg = load_config(DEMO_CONFIG, env)
+        cfg = await asyncio.to_thread(load_config, DEMO_CONFIG, env)
         stop = asyncio.Event()
         started: asyncio.Future[Hotline] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(serve(cfg, stop, config_dir=DEMO_CONFIG,

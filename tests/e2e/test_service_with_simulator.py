@@ -4,6 +4,7 @@ as the recorded Asterisk 22.5 sessions do.)"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 from telephony.model import CallOutcome, SeatState
@@ -14,18 +15,30 @@ from tests.e2e.conftest import (
 )
 
 SECRET = "hotline-demo-secret"
+QUEUES = ("12345", "enterprise")
 
 
-def outcomes(svc: RunningService) -> dict[str, int]:
-    with sqlite3.connect(svc.db_path) as db:
+async def has(svc: RunningService, outcome: str, *, at_least: int = 0,
+              exactly: int | None = None) -> bool:
+    n = (await outcomes(svc)).get(outcome, 0)
+    return n == exactly if exactly is not None else n >= at_least
+
+
+def _count_outcomes(db_path: object) -> dict[str, int]:
+    with sqlite3.connect(str(db_path)) as db:
         return dict(db.execute("select coalesce(outcome, 'open'), count(*) from calls "
                                "group by 1").fetchall())
+
+
+async def outcomes(svc: RunningService) -> dict[str, int]:
+    """Read the database as an operator would, with its own connection (off the loop)."""
+    return await asyncio.to_thread(_count_outcomes, svc.db_path)
 
 
 async def test_hundred_seats_take_calls_and_everything_is_measured(service_factory) -> None:  # type: ignore[no-untyped-def]
     traffic = TrafficConfig(calls_per_minute=600, mean_patience=20, mean_talk=8,
                             no_answer_probability=0.05, pauses_per_minute=5, mean_pause=10)
-    async with PbxSimulator(secret=SECRET, time_scale=10, seed=7, traffic=traffic) as sim:
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=10, seed=7, traffic=traffic) as sim:
         async with service_factory(sim.port) as svc:
             await wait_ready(svc)
             sim.traffic.start()
@@ -41,17 +54,17 @@ async def test_hundred_seats_take_calls_and_everything_is_measured(service_facto
             status, text = await svc.get("/metrics", token=None)
             assert status == 200 and 'hotline_ami_up 1.0' in text
             assert 'hotline_queue_today_answered{queue="12345"}' in text
-            await eventually(lambda: outcomes(svc).get("answered", 0) >= 10, timeout=15,
+            await eventually(lambda: has(svc, "answered", at_least=10), timeout=15,
                              what="answered calls in the database")
             await sim.traffic.stop()
     # After a clean shutdown every record is in the database.
-    saved = outcomes(svc)
+    saved = await outcomes(svc)
     assert saved.get("answered", 0) >= 10
     assert hot.writer.backlog == 0
 
 
 async def test_ami_loss_closes_calls_with_unknown_end_and_recovers(service_factory) -> None:  # type: ignore[no-untyped-def]
-    async with PbxSimulator(secret=SECRET, time_scale=10, seed=3) as sim:
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=10, seed=3) as sim:
         async with service_factory(sim.port) as svc:
             await wait_ready(svc)
             hot = svc.hot
@@ -65,14 +78,14 @@ async def test_ami_loss_closes_calls_with_unknown_end_and_recovers(service_facto
             await wait_ready(svc)     # members re-added from config after the restart
             await eventually(lambda: hot.tracker.get(call.call_id) is None,
                              what="call closed by resync")
-            await eventually(lambda: outcomes(svc).get("unknown_end", 0) == 1, what="saved")
+            await eventually(lambda: has(svc, "unknown_end", exactly=1), what="saved")
             seat = hot.board.by_seat_id(call.seat or "")
             assert seat is not None and seat.state in (SeatState.AVAILABLE, SeatState.WRAP_UP)
-            assert CallOutcome.UNKNOWN_END.value in outcomes(svc)
+            assert CallOutcome.UNKNOWN_END.value in await outcomes(svc)
 
 
 async def test_agent_endpoints_need_auth_and_own_seat(service_factory) -> None:  # type: ignore[no-untyped-def]
-    async with PbxSimulator(secret=SECRET, time_scale=10, seed=5) as sim:
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=10, seed=5) as sim:
         async with service_factory(sim.port) as svc:
             await wait_ready(svc)
             assert (await svc.get("/api/seats", token=None))[0] == 401
@@ -111,7 +124,7 @@ async def test_agent_endpoints_need_auth_and_own_seat(service_factory) -> None: 
 
 async def test_desk_blind_transfer_and_three_way_through_http(service_factory) -> None:  # type: ignore[no-untyped-def]
     # time_scale 1: the simulated seat talks 3 s, long enough for the desk to act.
-    async with PbxSimulator(secret=SECRET, time_scale=1, seed=11) as sim:
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=1, seed=11) as sim:
         async with service_factory(sim.port) as svc:
             await wait_ready(svc)
             hot = svc.hot
@@ -126,7 +139,7 @@ async def test_desk_blind_transfer_and_three_way_through_http(service_factory) -
             # The seat is free at once; the call ends when the citizen leaves the department.
             await eventually(lambda: hot.board.by_seat_id(seat).state  # type: ignore[union-attr]
                              is not SeatState.ON_CALL, what="seat freed")
-            await eventually(lambda: outcomes(svc).get("transferred") == 1, timeout=20,
+            await eventually(lambda: has(svc, "transferred", exactly=1), timeout=20,
                              what="transferred call saved")
 
             sim.add_caller("13800138002", talk=30)

@@ -12,11 +12,11 @@ import asyncio
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
+
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -95,13 +95,3 @@ async def engine_factory(database_factory: DatabaseFactory) -> AsyncIterator[Eng
             await engine.dispose()
 
 
-@pytest.fixture
-def no_blocking() -> Iterator[BlockBuster]:
-    """Fail the test if anything blocks the event loop (file or socket I/O, sleep ...)."""
-    with blockbuster_ctx() as buster:
-        # Known and accepted: asyncpg parses its connect arguments on the loop, looking for
-        # ~/.pgpass and ~/.postgresql/*.crt (a few stats) for every new connection. Pooling
-        # makes that rare; it is asyncpg's behaviour, not something this service can move.
-        for function in buster.functions.values():
-            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
-        yield buster

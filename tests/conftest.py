@@ -4,6 +4,7 @@ PBX simulator and the recorded traces in ``../shared/ami-traces`` stand in for i
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Iterator
@@ -66,3 +67,17 @@ def no_blocking() -> Iterator[BlockBuster]:
         for function in buster.functions.values():
             function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
         yield buster
+
+
+@pytest.fixture(autouse=True)
+def _loop_never_blocks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Async tests run under blockbuster: a blocking call on the event loop fails the test."""
+    if request.node.get_closest_marker("allow_blocking") or not _is_async(request):
+        yield
+        return
+    request.getfixturevalue("no_blocking")
+    yield
+
+
+def _is_async(request: pytest.FixtureRequest) -> bool:
+    return inspect.iscoroutinefunction(getattr(request.node, "function", None))

@@ -69,11 +69,6 @@ class RunningService:
             return resp.status, await resp.json()
 
 
-@pytest.fixture(autouse=True)
-def _loop_never_blocks(no_blocking: object) -> None:
-    """The whole service runs under blockbuster: any blocking call on the loop fails."""
-
-
 @pytest.fixture
 def service_factory(tmp_path: Path) -> Callable[..., Any]:
     """``async with service_factory(ami_port) as svc:`` runs the service with the demo config

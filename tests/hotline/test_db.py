@@ -100,6 +100,7 @@ async def test_migration_matches_the_models(engine_factory: EngineFactory) -> No
         assert await conn.run_sync(_diff_with_models) == []
 
 
+@pytest.mark.allow_blocking   # monkeypatch.chdir (test set-up) calls os.getcwd on the loop
 async def test_migrate_accepts_a_url_and_finds_migrations_without_the_cwd(
     database_factory: DatabaseFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

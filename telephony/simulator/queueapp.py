@@ -263,7 +263,7 @@ class QueueApp:
         self.calls[ch.name] = call
         self.calls[s1.name] = call
         talk = self.talk_time.pop(m.interface, None)
-        e.dialplan.start_seat(s1.peer, talk)  # type: ignore[arg-type]
+        e.dialplan.start_seat(s1.peer, talk)
 
     # ------------------------------------------------------------ completion
     def agent_complete(self, call: QueueCall, reason: str, with_channels: bool = True) -> None:

@@ -5,7 +5,7 @@ answer) and 08 (callers waiting)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from telephony.simulator.core import Bridge, Channel
 from telephony.simulator.engine import Engine

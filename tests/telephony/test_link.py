@@ -5,14 +5,12 @@ values only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from panoramisk.message import Message  # type: ignore[import-untyped]
 
 from telephony import actions
 from telephony.actions import AmiAction
@@ -25,15 +23,11 @@ from telephony.errors import (
 )
 from telephony.link import AmiLink, LinkState
 from telephony.protocol import AmiProtocol, LinkCounters
-from telephony.simulator.replay import RecordedLine, ReplayServer
+from tests.telephony.conftest import preamble
+from telephony.simulator.replay import RecordedLine
 
 SEAT1 = ("12345", "Local/1001@seats/n", "seat-1001", "Local/1001@seats")
 SEAT2 = ("12345", "Local/1002@seats/n", "seat-1002", "Local/1002@seats")
-
-
-def preamble(trace: Callable[[str], list[Any]]) -> list[Any]:
-    """Banner, Login, its response, FullyBooted, SuccessfulAuth (trace 09)."""
-    return trace("09-errors")[:5]
 
 
 def sent(text: str) -> RecordedLine:
@@ -42,33 +36,6 @@ def sent(text: str) -> RecordedLine:
 
 def received(text: str) -> RecordedLine:
     return RecordedLine(0.0, "received", text)
-
-
-@pytest.fixture
-async def replay() -> AsyncIterator[Callable[..., Awaitable[ReplayServer]]]:
-    async with contextlib.AsyncExitStack() as stack:
-        async def make(lines: list[Any], **kw: Any) -> ReplayServer:
-            return await stack.enter_async_context(ReplayServer(lines, **kw))
-        yield make
-
-
-@pytest.fixture
-async def ami() -> AsyncIterator[Callable[..., Awaitable[tuple[AmiLink, list[Message]]]]]:
-    """Factory: an entered link to ``server`` recording its events (READY unless told)."""
-    async with contextlib.AsyncExitStack() as stack:
-        async def make(server: ReplayServer, ready: bool = True,
-                       **kw: Any) -> tuple[AmiLink, list[Message]]:
-            events: list[Message] = []
-            kw.setdefault("on_event", events.append)
-            kw.setdefault("backoff_initial", 0.01)
-            kw.setdefault("backoff_max", 0.05)
-            link = await stack.enter_async_context(AmiLink(
-                host="127.0.0.1", port=server.port, username="hotline",
-                secret="hotline-secret", **kw))
-            if ready:
-                await link.wait_ready(5)
-            return link, events
-        yield make
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

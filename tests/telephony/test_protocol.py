@@ -5,8 +5,7 @@ replay server) and, where the exact TCP chunking matters, by feeding chunks dire
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +16,8 @@ from panoramisk.message import Message  # type: ignore[import-untyped]
 from telephony import actions
 from telephony.link import AmiLink, LinkState
 from telephony.protocol import AmiFramer, AmiProtocol, LinkCounters, mask_digits
-from telephony.simulator.replay import ReplayServer, serialise
+from tests.telephony.conftest import preamble
+from telephony.simulator.replay import serialise
 
 
 
@@ -26,34 +26,6 @@ def paused_event(trace: Callable[[str], list[Any]]) -> tuple[bytes, int]:
     text = next(t.text for t in trace("02-abandoned") if "PausedReason: 午休" in t.text)
     data = text.encode("utf-8")
     return data, data.index("午".encode()) + 1  # 午 is 3 bytes; split after the first
-
-
-def preamble(trace: Callable[[str], list[Any]]) -> list[Any]:
-    """Banner, Login, its response, FullyBooted, SuccessfulAuth (trace 09)."""
-    return trace("09-errors")[:5]
-
-
-@pytest.fixture
-async def replay() -> AsyncIterator[Callable[..., Awaitable[ReplayServer]]]:
-    async with contextlib.AsyncExitStack() as stack:
-        async def make(lines: list[Any], **kw: Any) -> ReplayServer:
-            return await stack.enter_async_context(ReplayServer(lines, **kw))
-        yield make
-
-
-@pytest.fixture
-async def ami() -> AsyncIterator[Callable[..., Awaitable[tuple[AmiLink, list[Message]]]]]:
-    """Factory: a READY link to ``server`` that records its events."""
-    async with contextlib.AsyncExitStack() as stack:
-        async def make(server: ReplayServer, **kw: Any) -> tuple[AmiLink, list[Message]]:
-            events: list[Message] = []
-            kw.setdefault("on_event", events.append)
-            link = await stack.enter_async_context(AmiLink(
-                host="127.0.0.1", port=server.port, username="hotline",
-                secret="hotline-secret", backoff_initial=0.01, backoff_max=0.05, **kw))
-            await link.wait_ready(5)
-            return link, events
-        yield make
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -11,19 +11,10 @@ import pytest
 
 from telephony.simulator.replay import (
     RecordedLine,
-    ReplayServer,
     header,
     load_trace,
     serialise,
 )
-
-
-@pytest.fixture
-async def replay() -> AsyncIterator[Callable[..., Awaitable[ReplayServer]]]:
-    async with contextlib.AsyncExitStack() as stack:
-        async def make(lines: list[Any], **kw: Any) -> ReplayServer:
-            return await stack.enter_async_context(ReplayServer(lines, **kw))
-        yield make
 
 
 @pytest.fixture

@@ -109,7 +109,8 @@ def _bool(value: bool) -> str:
 
 
 def login(username: str, secret: str) -> AmiAction:
-    """``Login`` with events on (the service needs agent, call and user events)."""
+    """``Login``. Which event classes arrive is set by the AMI user's ``read`` in manager.conf
+    (the service needs call, agent, user and dialplan)."""
     return AmiAction(
         "Login",
         (("Username", check_value("Username", username, "variable")),

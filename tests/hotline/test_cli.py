@@ -1,0 +1,36 @@
+"""The ``hotline`` command line: config check and Asterisk rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hotline.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_config_check_passes_on_the_shipped_configs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", str(REPO / "config" / "defaults")]) == 0
+    assert main(["config", "check", str(REPO / "config" / "demo")]) == 0
+
+
+def test_config_check_prints_every_error_with_file_key_and_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "queues.yaml").write_text(
+        "queues:\n  - name: '12345'\n    strategy: fastest\n    seats:\n"
+        "      - {extension: '1001', name: 坐席1001}\n"
+        "      - {extension: '1001', name: 坐席1001}\n"
+        "pause_reasons: ['午休\\r\\nAction: Originate']\n", encoding="utf-8")
+    assert main(["config", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "queues.yaml: queues[0].strategy:" in err
+    assert "queues.yaml: pause_reasons[0]:" in err
+
+
+def test_asterisk_render_reproduces_the_committed_configs(tmp_path: Path) -> None:
+    assert main(["asterisk", "render", "--config", str(REPO / "config" / "defaults"),
+                 "--out", str(tmp_path)]) == 0
+    for name in ("pjsip.conf", "queues.conf", "extensions_queues.conf"):
+        assert (tmp_path / name).read_text() == (REPO / "docker" / "asterisk" / name).read_text()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,6 +69,7 @@ class Hotline:
     link: AmiLink
     clock: Callable[[], datetime] = utc_now
     http_port: int = 0
+    env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
     logged_out: set[str] = field(default_factory=set)
     seat_by_interface: dict[str, str] = field(default_factory=dict)
 
@@ -102,7 +103,7 @@ class Hotline:
     async def reload_config(self) -> dict[str, Any]:
         """Re-read the config files; on success apply the membership diff (SIGHUP, admin)."""
         # File I/O off the loop; a ConfigError propagates and the old config stays in force.
-        new = await asyncio.to_thread(load_config, self.config_dir)
+        new = await asyncio.to_thread(load_config, self.config_dir, self.env)
         self.config = new
         self.board.add_specs(seat_specs(new), self.clock())
         self.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(new)}
@@ -127,8 +128,11 @@ async def _restore(store: CallStore, stats: QueueStats, tracker: CallTracker,
 
 
 async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | None = None,
+                env: Mapping[str, str] | None = None,
                 started: Callable[[Hotline], None] | None = None) -> None:
-    """Run the service until ``stop`` is set."""
+    """Run the service until ``stop`` is set. ``config_dir`` and ``env`` are what ``cfg`` was
+    loaded from; a reload reads them again. A reload applies queues, seats, pause reasons,
+    departments and tokens; AMI, HTTP and database settings need a restart."""
     svc = cfg.service
     now = utc_now()
     async with AsyncExitStack() as stack:
@@ -155,7 +159,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                        backoff_initial=ami.backoff_initial, backoff_max=ami.backoff_max,
                        backoff_jitter=ami.backoff_jitter,
                        max_message_bytes=ami.max_message_bytes)
-        hot = Hotline(cfg, config_dir, board, stats, tracker, dispatcher, store, writer, link)
+        hot = Hotline(cfg, config_dir, board, stats, tracker, dispatcher, store, writer, link,
+                      env=env)
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
         await stack.enter_async_context(link)

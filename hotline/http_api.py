@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from config.errors import ConfigError
 from hotline.http_errors import ApiError, error_middleware
 from telephony.calls import CallTracker
 from telephony.errors import AmiActionFailed, AmiActionLost, AmiNotConnected, AmiTimeout
@@ -215,8 +216,13 @@ async def _hangup(desk: SeatActions, seat: str, body: dict[str, str]) -> str:
 
 
 async def reload(request: web.Request) -> web.Response:
+    """Re-read the config files; a broken edit is refused with every error, old config kept."""
     _require_admin(request)
-    return _json(await request.app[DEPS].reload_config())
+    try:
+        return _json(await request.app[DEPS].reload_config())
+    except ConfigError as exc:
+        raise ApiError(422, "config_invalid", "配置有误，未重新加载，当前配置继续生效",
+                       {"issues": [str(issue) for issue in exc.issues]}) from None
 
 
 def build_app(deps: ApiDeps) -> web.Application:

@@ -76,7 +76,8 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
 
     @asynccontextmanager
     async def start(ami_port: int, secret: str = "hotline-demo-secret",
-                    db_name: str = "hotline.db") -> AsyncIterator[RunningService]:
+                    db_name: str = "hotline.db",
+                    config_dir: Path = DEMO_CONFIG) -> AsyncIterator[RunningService]:
         db_path = tmp_path / db_name
         env = {
             "HOTLINE_AMI__PORT": str(ami_port),
@@ -91,10 +92,10 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
             "HOTLINE_AGENT_TOKENS": f"1001={AGENT_1001},1002={AGENT_1002}",
             "HOTLINE_SERVICE__SHUTDOWN_GRACE_SECONDS": "5",
         }
-        cfg = await asyncio.to_thread(load_config, DEMO_CONFIG, env)
+        cfg = await asyncio.to_thread(load_config, config_dir, env)
         stop = asyncio.Event()
         started: asyncio.Future[Hotline] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(serve(cfg, stop, config_dir=DEMO_CONFIG,
+        task = asyncio.create_task(serve(cfg, stop, config_dir=config_dir, env=env,
                                          started=started.set_result))
         try:
             hot = await asyncio.wait_for(asyncio.shield(started), 20)

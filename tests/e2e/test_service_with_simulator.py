@@ -151,3 +151,36 @@ async def test_desk_blind_transfer_and_three_way_through_http(service_factory) -
             status, body = await svc.post(f"/api/seats/{call.seat}/three-way",
                                           {"department": "9999"})
             assert (status, body["error"]) == (422, "unknown_department")
+
+
+async def test_reload_applies_the_membership_diff(service_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from tests.e2e.conftest import DEMO_CONFIG
+    config_dir = tmp_path / "config"
+    await asyncio.to_thread(shutil.copytree, DEMO_CONFIG, config_dir)
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=10, seed=9) as sim:
+        async with service_factory(sim.port, config_dir=config_dir) as svc:
+            await wait_ready(svc)
+            board = svc.hot.board
+            assert board.by_seat_id("1003").queues == ("12345", "enterprise")  # type: ignore[union-attr]
+            queues_yaml = config_dir / "queues.yaml"
+            text = await asyncio.to_thread(queues_yaml.read_text, encoding="utf-8")
+            # The admin takes seat 1003 off the enterprise line and seat 1100 off the hotline.
+            enterprise = text.index("- name: enterprise")
+            head, tail = text[:enterprise], text[enterprise:]
+            tail = "\n".join(ln for ln in tail.split("\n") if '"1003"' not in ln)
+            head = "\n".join(ln for ln in head.split("\n") if '"1100"' not in ln)
+            await asyncio.to_thread(queues_yaml.write_text, head + tail, encoding="utf-8")
+            status, body = await svc.post("/api/admin/reload")
+            assert status == 200 and body["applied"] is True, body
+            assert (body["added"], body["removed"]) == (0, 2)
+            await eventually(lambda: board.by_seat_id("1003").queues == ("12345",),  # type: ignore[union-attr]
+                             what="1003 left enterprise")
+            await eventually(lambda: board.by_seat_id("1100").state   # type: ignore[union-attr]
+                             is SeatState.LOGGED_OUT, what="1100 logged out")
+            # A broken edit is refused with every error, and the running config stays.
+            await asyncio.to_thread(queues_yaml.write_text, "queues: [oops", encoding="utf-8")
+            status, body = await svc.post("/api/admin/reload")
+            assert status == 422 and body["error"] == "config_invalid", body
+            assert svc.hot.config.queues.queue("enterprise") is not None

@@ -1,9 +1,8 @@
-"""Typed, validated configuration: the schema, the YAML loader and the reload diff."""
+"""Typed, validated configuration: the schema and the YAML loader. (A reload is applied as a
+diff against what Asterisk reports: :mod:`telephony.queue_admin`.)"""
 
 from config.errors import ConfigError, ConfigIssue
 from config.loader import load_config
-from config.reload import MembershipDiff, diff_memberships
 from config.schema import HotlineConfig
 
-__all__ = ["ConfigError", "ConfigIssue", "HotlineConfig", "MembershipDiff", "diff_memberships",
-           "load_config"]
+__all__ = ["ConfigError", "ConfigIssue", "HotlineConfig", "load_config"]

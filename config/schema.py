@@ -383,7 +383,7 @@ class QueuesConfig(_Section):
 
 class HotlineConfig(_Section):
     """The whole configuration. Frozen: a reload builds a new one (see
-    :func:`config.reload.diff_memberships`)."""
+    :meth:`hotline.app.Hotline.reload_config`)."""
 
     service: ServiceConfig = ServiceConfig()
     ami: AmiConfig = AmiConfig()

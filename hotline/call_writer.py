@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,6 +21,8 @@ from telephony.model import CallRecord
 from telephony.stats import IntervalCounts, QueueStats
 
 log = logging.getLogger(__name__)
+
+KEEP_IN_MEMORY = timedelta(days=2)
 
 
 def to_row(queue: str, start: datetime, c: IntervalCounts) -> QueueInterval:
@@ -98,6 +100,9 @@ class CallWriter:
         except BaseException:
             self._stats.mark_dirty(dirty)
             raise
+        # Written intervals older than yesterday live on in the store only; without this the
+        # in-memory buckets (and every report's scan of them) would grow for months.
+        self._stats.prune(datetime.now(UTC) - KEEP_IN_MEMORY)
         return len(batch)
 
     async def drain(self, deadline: float) -> None:

@@ -158,7 +158,9 @@ class QueueStats:
                 bucket.dirty = True
 
     def prune(self, before: datetime) -> None:
-        for key in [k for k in self._buckets if k[1] < before]:
+        """Forget intervals that started before ``before`` and are already written (the
+        reports read today's; older ones are in the store)."""
+        for key in [k for k, b in self._buckets.items() if k[1] < before and not b.dirty]:
             del self._buckets[key]
 
     # -- reports ---------------------------------------------------------------------------

@@ -5,16 +5,18 @@ PBX simulator and the recorded traces in ``../shared/ami-traces`` stand in for i
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from telephony.simulator.replay import RecordedLine
+from telephony.simulator.replay import load_trace as read_trace
+
 REPO = Path(__file__).resolve().parent.parent
+
 
 def _shared_dir() -> Path:
     """``../shared`` beside the checkout (CI and developers have it there); override with
@@ -31,20 +33,9 @@ SHARED = _shared_dir()
 TRACES = SHARED / "ami-traces"
 
 
-@dataclass(frozen=True)
-class TraceLine:
-    """One line of a recorded AMI session: seconds since start, direction, raw text."""
-
-    t: float
-    dir: str
-    text: str
-
-
-def load_trace(name: str) -> list[TraceLine]:
+def load_trace(name: str) -> list[RecordedLine]:
     """Load ``../shared/ami-traces/<name>.jsonl`` (``name`` without the suffix)."""
-    path = TRACES / f"{name}.jsonl"
-    with path.open(encoding="utf-8") as fh:
-        return [TraceLine(**json.loads(line)) for line in fh if line.strip()]
+    return read_trace(TRACES / f"{name}.jsonl")
 
 
 def trace_names() -> list[str]:

@@ -58,7 +58,10 @@ def test_dirty_intervals_are_handed_out_once_and_can_be_put_back() -> None:
     rows = s.take_dirty()
     assert len(rows) == 1 and s.take_dirty() == []
     s.mark_dirty(rows)
+    s.prune(T0 + timedelta(days=3))           # unwritten: kept
     assert len(s.take_dirty()) == 1
+    s.prune(T0 + timedelta(days=3))           # written: forgotten
+    assert s.day("12345", s.local_day(T0)).offered == 0
 
 
 def member(paused: bool, change: MemberChange = MemberChange.PAUSE) -> MemberState:

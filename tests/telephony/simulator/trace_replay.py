@@ -9,7 +9,8 @@ from collections import Counter
 from datetime import datetime
 
 from telephony.simulator import PbxSimulator
-from tests.conftest import TraceLine, load_trace
+from tests.conftest import load_trace
+from telephony.simulator.replay import RecordedLine as TraceLine
 
 Msg = tuple[tuple[str, str], ...]
 

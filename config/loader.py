@@ -33,16 +33,21 @@ __all__ = ["ConfigError", "ConfigIssue", "DEFAULTS_DIR", "config_dir", "load_con
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 HOTLINE_FILE = "hotline.yaml"
 QUEUES_FILE = "queues.yaml"
+CHANNELS_FILE = "channels.yaml"
 # Sections held by hotline.yaml; queues.yaml *is* the queues section (no top-level key).
 HOTLINE_SECTIONS = ("service", "ami", "stats")
-SECTION_FILE = {**{s: HOTLINE_FILE for s in HOTLINE_SECTIONS}, "queues": QUEUES_FILE}
+# queues.yaml and channels.yaml each *are* one section (no top-level key).
+SECTION_FILE = {**{s: HOTLINE_FILE for s in HOTLINE_SECTIONS}, "queues": QUEUES_FILE,
+                "channels": CHANNELS_FILE}
+OWN_FILES = (QUEUES_FILE, CHANNELS_FILE)
 ENV_PREFIX = "HOTLINE_"
 ENV_TOKENS = "HOTLINE_AGENT_TOKENS"
 ENV_TOKENS_FILE = "HOTLINE_AGENT_TOKENS_FILE"
+ENV_APP_KEYS = "HOTLINE_APP_KEYS"
 ENV_CONFIG_DIR = "HOTLINE_CONFIG_DIR"
 _ENV_KEY = re.compile(r"^HOTLINE_([A-Z0-9_]+?)__([A-Z0-9_]+(?:__[A-Z0-9_]+)*)$")
 # Values of keys containing these words are never echoed in an error message.
-_SECRET_WORDS = ("secret", "token", "password", "database_url")
+_SECRET_WORDS = ("secret", "token", "password", "database_url", "url")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -125,7 +130,7 @@ def _parse_tokens(text: str, source: str, separator: str,
         extension, sep, token = entry.partition("=")
         if not sep or not extension.strip() or not token.strip():
             # Never echo the entry: it may be a token with the '=' forgotten.
-            issues.append(ConfigIssue(source, f"entry {number}", "must be extension=token"))
+            issues.append(ConfigIssue(source, f"entry {number}", "must be name=secret (1001=token, app-id=key)"))
             continue
         tokens[extension.strip()] = token.strip()
     return tokens
@@ -184,6 +189,22 @@ def _agent_tokens(env: Mapping[str, str], data: dict[str, Any],
         service["agent_tokens"] = merged
         for extension in tokens:
             origin[("service", "agent_tokens", extension)] = ENV_TOKENS
+
+
+def _app_keys(env: Mapping[str, str], data: dict[str, Any],
+              origin: dict[tuple[str, ...], str], issues: list[ConfigIssue]) -> None:
+    """``HOTLINE_APP_KEYS="app-id=key,..."``: the mobile apps' HMAC keys, kept out of files."""
+    if not env.get(ENV_APP_KEYS):
+        return
+    keys = _parse_tokens(env[ENV_APP_KEYS], f"env: {ENV_APP_KEYS}", ",", issues)
+    app = data.setdefault("channels", {}).setdefault("app", {})
+    clients = dict(app.get("clients") or {})
+    for app_id, key in keys.items():
+        client = dict(clients.get(app_id) or {})
+        client["secret"] = key
+        clients[app_id] = client
+        origin[("channels", "app", "clients", app_id)] = ENV_APP_KEYS
+    app["clients"] = clients
 
 
 def _format_loc(loc: tuple[str | int, ...]) -> str:
@@ -259,8 +280,8 @@ def _issues_from(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) ->
         loc = tuple(error["loc"])
         section = str(loc[0]) if loc else ""
         file = SECTION_FILE.get(section, HOTLINE_FILE)
-        # queues.yaml is the queues section itself: its key paths start below it.
-        inner = loc[1:] if file == QUEUES_FILE else loc
+        # queues.yaml / channels.yaml are their section: key paths start below it.
+        inner = loc[1:] if file in OWN_FILES else loc
         base = _format_loc(inner)
         secret = any(w in str(p) for p in loc for w in _SECRET_WORDS)
         str_loc = tuple(str(p) for p in loc)
@@ -298,9 +319,11 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
                 f" (known: {', '.join(HOTLINE_SECTIONS)})")
             issues.append(ConfigIssue(HOTLINE_FILE, str(key), f"unknown section{hint}"))
     data["queues"] = _read_yaml(directory / QUEUES_FILE, issues)
+    data["channels"] = _read_yaml(directory / CHANNELS_FILE, issues)
     origin: dict[tuple[str, ...], str] = {}
     _env_overlay(env, data, origin, issues)
     _agent_tokens(env, data, origin, issues)
+    _app_keys(env, data, origin, issues)
     try:
         config = HotlineConfig.model_validate(data)
     except ValidationError as exc:

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic import field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from config.channels import ChannelsConfig
 from telephony.actions import check_value
 from telephony.errors import UnsafeActionValue
 
@@ -389,3 +390,4 @@ class HotlineConfig(_Section):
     ami: AmiConfig = AmiConfig()
     stats: StatsConfig = StatsConfig()
     queues: QueuesConfig = QueuesConfig()
+    channels: ChannelsConfig = ChannelsConfig()

@@ -69,7 +69,7 @@ def test_malformed_agent_tokens_are_reported_without_the_token(write_config) -> 
         load_config(write_config(), {"HOTLINE_AGENT_TOKENS": "1001=good-token-1,sekrit-no-eq,"
                                                              "1002=short"})
     text = str(info.value)
-    assert "env: HOTLINE_AGENT_TOKENS: entry 2: must be extension=token" in text
+    assert "env: HOTLINE_AGENT_TOKENS: entry 2: must be name=secret (1001=token, app-id=key)" in text
     assert "service.agent_tokens.1002: token must be at least 8" in text
     assert "sekrit" not in text and "short" not in text.replace("token must", "")
 

@@ -1,0 +1,212 @@
+"""Files citizens attach to a form, stored on disk content-addressed by SHA-256.
+
+An upload is streamed chunk by chunk into a temporary file (never more than one chunk in
+memory), hashed on the way, and only *staged*: when the whole form turns out to be valid it is
+*committed* (moved to ``<root>/ab/cd/<sha256>``, fsync'd); when anything fails, every staged
+file of the request is removed. Committed files are never deleted here: the same bytes may
+belong to another intake.
+
+File I/O runs in threads (``asyncio.to_thread``): the event loop never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import unicodedata
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from channels.errors import ChannelError
+from channels.intake import Attachment
+
+CHUNK_BYTES = 64 * 1024
+MiB = 1024 * 1024
+
+# Types browsers report as application/octet-stream are recognised by their extension.
+EXTENSION_TYPES: dict[str, str] = {
+    "jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif",
+    "webp": "image/webp", "pdf": "application/pdf", "mp3": "audio/mpeg", "wav": "audio/wav",
+    "mp4": "video/mp4", "txt": "text/plain",
+}
+_NAME_JUNK = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class AttachmentRejected(ChannelError):
+    """An attachment the service does not take; carries the HTTP answer."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def safe_name(filename: str | None) -> str:
+    """The base name only (no directories), without control characters, at most 255
+    characters; "附件" when nothing is left."""
+    name = unicodedata.normalize("NFC", filename or "")
+    name = _NAME_JUNK.sub("", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[-255:] if name else "附件"
+
+
+def resolve_type(declared: str | None, name: str) -> str:
+    """The MIME type of an upload: the declared one, or by extension when the browser said
+    only ``application/octet-stream``."""
+    mime = (declared or "").split(";", 1)[0].strip().lower() or "application/octet-stream"
+    if mime == "application/octet-stream" and "." in name:
+        return EXTENSION_TYPES.get(name.rsplit(".", 1)[-1].lower(), mime)
+    return mime
+
+
+def content_matches(mime: str, head: bytes) -> bool:
+    """Whether the first bytes fit the type, for the types that have a signature (a file
+    renamed to .jpg is refused rather than stored as an image)."""
+    if mime == "image/jpeg":
+        return head.startswith(b"\xff\xd8\xff")
+    if mime == "image/png":
+        return head.startswith(b"\x89PNG\r\n\x1a\n")
+    if mime == "image/gif":
+        return head.startswith((b"GIF87a", b"GIF89a"))
+    if mime == "image/webp":
+        return head.startswith(b"RIFF") and head[8:12] == b"WEBP"
+    if mime == "application/pdf":
+        return head.startswith(b"%PDF-")
+    return True
+
+
+def size_text(n: int) -> str:
+    return f"{n / MiB:g} MB" if n >= MiB else f"{n // 1024} KB"
+
+
+@dataclass(slots=True)
+class StagedFile:
+    """An upload written to a temporary file, not yet part of the store."""
+
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    temp_path: Path
+
+
+@dataclass(slots=True)
+class Staging:
+    """The files staged for one request; :meth:`discard` removes whatever is left."""
+
+    store: AttachmentStore
+    files: list[StagedFile] = field(default_factory=list)
+
+    async def discard(self) -> None:
+        paths = [f.temp_path for f in self.files]
+        self.files.clear()
+        if paths:
+            await asyncio.to_thread(_unlink_all, paths)
+
+    async def commit(self) -> tuple[Attachment, ...]:
+        """Move every staged file into the store; the attachments for the intake."""
+        done = tuple([await self.store.commit(f) for f in self.files])
+        self.files.clear()
+        return done
+
+
+def _unlink_all(paths: Iterable[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+class AttachmentStore:
+    """Content-addressed attachment files under ``root``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._tmp = self.root / "tmp"
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def staging(self) -> Staging:
+        return Staging(self)
+
+    async def stage(self, read_chunk: Callable[[int], Awaitable[bytes]], *, name: str,
+                    content_type: str, max_bytes: int,
+                    on_bytes: Callable[[int], None] | None = None) -> StagedFile:
+        """Stream one upload (``read_chunk(n)`` returns b"" at its end) into a temporary file.
+
+        Raises :class:`AttachmentRejected` (``attachment_too_large``,
+        ``attachment_type_mismatch``) and removes the partial file on any error; whatever
+        ``on_bytes`` raises (the request's total size budget) propagates the same way."""
+        temp = self._tmp / f"{uuid.uuid4().hex}.part"
+        handle = await asyncio.to_thread(_open_temp, temp)
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        try:
+            while chunk := await read_chunk(CHUNK_BYTES):
+                size += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+                if size > max_bytes:
+                    raise AttachmentRejected(
+                        413, "attachment_too_large",
+                        f"附件“{name}”超过 {size_text(max_bytes)} 的大小限制",
+                        {"file": name, "max_bytes": max_bytes})
+                if len(head) < 16:
+                    head += chunk[:16]
+                digest.update(chunk)
+                await asyncio.to_thread(handle.write, chunk)
+            if not content_matches(content_type, head):
+                raise AttachmentRejected(
+                    415, "attachment_type_mismatch",
+                    f"附件“{name}”的内容与声明的类型（{content_type}）不符",
+                    {"file": name, "content_type": content_type})
+            await asyncio.to_thread(_sync_close, handle)
+        except BaseException:
+            # Cancellation (client gone) included: no partial file stays behind.
+            await asyncio.shield(asyncio.to_thread(_close_unlink, handle, temp))
+            raise
+        return StagedFile(name, content_type, size, digest.hexdigest(), temp)
+
+    async def commit(self, staged: StagedFile) -> Attachment:
+        """Move a staged file to its content address (kept if the bytes are already there)."""
+        final = self.path_for(staged.sha256)
+        await asyncio.to_thread(_move_into_place, staged.temp_path, final)
+        return Attachment(name=staged.name, content_type=staged.content_type,
+                          size=staged.size, sha256=staged.sha256, stored_path=str(final))
+
+
+def _open_temp(path: Path) -> IO[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "xb")
+
+
+def _sync_close(handle: IO[bytes]) -> None:
+    # The citizen is told "受理" with these files: they must survive a crash.
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def _close_unlink(handle: IO[bytes], path: Path) -> None:
+    handle.close()
+    path.unlink(missing_ok=True)
+
+
+def _move_into_place(temp: Path, final: Path) -> None:
+    if final.exists():
+        temp.unlink(missing_ok=True)
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temp, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

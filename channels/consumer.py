@@ -1,0 +1,202 @@
+"""A consumer of the intake stream (the router runs one per instance).
+
+At-least-once: an entry is acknowledged (``XACK``, shielded from cancellation) only after the
+handler returned, so the handler must be idempotent on ``intake_id`` (the ticket backend is).
+Entries left pending by a consumer that died are taken over with ``XAUTOCLAIM`` once idle for
+``claim_idle_seconds``. An entry whose handler failed ``max_deliveries`` times, or whose
+payload cannot be read at all, goes to the dead-letter stream with the reason, and is
+acknowledged on the intake stream in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from redis.exceptions import RedisError, ResponseError
+
+from channels.intake import Intake
+from channels.keys import StreamKeys
+from channels.stream import unavailable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Intake], Awaitable[None]]
+
+
+@dataclass
+class ConsumerCounters:
+    """Totals since start."""
+
+    handled: int = 0
+    failed: int = 0
+    claimed: int = 0
+    dead_lettered: int = 0
+    redis_errors: int = 0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class IntakeConsumer:
+    """Reads the intake stream in a consumer group and hands each intake to ``handler``.
+
+    ``redis`` should have a read timeout longer than ``block_ms`` (see
+    :func:`channels.durable.redis_client` with ``block_seconds``)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: StreamKeys, name: str, handler: Handler, *,
+                 max_deliveries: int = 5, claim_idle_seconds: float = 60.0, batch: int = 100,
+                 block_ms: int = 1000, retry_seconds: float = 1.0) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.name = name
+        self.handler = handler
+        self.max_deliveries = max_deliveries
+        self.claim_idle_ms = int(claim_idle_seconds * 1000)
+        self.batch = batch
+        self.block_ms = block_ms
+        self.retry_seconds = retry_seconds
+        self.counters = ConsumerCounters()
+        self._group_ready = False
+
+    async def run(self) -> None:
+        """Consume until cancelled; Redis outages are waited out, never fatal."""
+        last_claim = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if not self._group_ready:
+                    await self._ensure_group()
+                if loop.time() - last_claim >= self.claim_idle_ms / 4000:
+                    last_claim = loop.time()
+                    await self.claim_once()
+                await self.read_once()
+            except (RedisError, OSError) as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    # Redis restarted without the stream: the group must be made again.
+                    self._group_ready = False
+                    continue
+                if not (isinstance(exc, OSError) or unavailable(exc)):
+                    raise
+                self.counters.redis_errors += 1
+                log.warning("intake consumer %s: Redis does not answer (%s); retrying",
+                            self.name, exc)
+                await asyncio.sleep(self.retry_seconds)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.stream, self.keys.group, id="0",
+                                           mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def read_once(self) -> int:
+        """Read and handle new entries (blocking up to ``block_ms``); returns how many."""
+        reply = await self.redis.xreadgroup(self.keys.group, self.name, {self.keys.stream: ">"},
+                                            count=self.batch, block=self.block_ms)
+        entries = _entries(reply)
+        for entry_id, fields in entries:
+            await self._handle(entry_id, fields, deliveries=1)
+        return len(entries)
+
+    async def claim_once(self) -> int:
+        """Take over entries idle longer than ``claim_idle_seconds`` (a dead consumer's, or
+        ones whose handler failed) and handle them; returns how many were claimed."""
+        claimed = 0
+        start = "0-0"
+        while True:
+            reply = await self.redis.xautoclaim(self.keys.stream, self.keys.group, self.name,
+                                                self.claim_idle_ms, start_id=start,
+                                                count=self.batch)
+            start = _text(reply[0])
+            entries = [(_text(i), f) for i, f in reply[1] if f is not None]
+            # Entries deleted (trimmed) while pending come back as ids only (Redis 7: in a
+            # third element); they are gone, nothing to do but forget them.
+            if entries:
+                counts = await self._delivery_counts([i for i, _ in entries])
+                for entry_id, fields in entries:
+                    claimed += 1
+                    self.counters.claimed += 1
+                    await self._handle(entry_id, fields, deliveries=counts.get(entry_id, 1))
+            if start == "0-0":
+                return claimed
+
+    async def _delivery_counts(self, ids: Sequence[str]) -> dict[str, int]:
+        rows = await self.redis.xpending_range(self.keys.stream, self.keys.group,
+                                               min=ids[0], max=ids[-1], count=len(ids) * 2,
+                                               consumername=self.name)
+        return {_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    async def _handle(self, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int) -> None:
+        entry_id = _text(entry_id)
+        raw = fields.get(b"intake")
+        if raw is None:
+            await self.dead_letter(entry_id, fields, "bad_payload: no intake field", deliveries)
+            return
+        try:
+            intake = Intake.from_json(raw)
+        except ValidationError as exc:
+            reason = f"bad_payload: {exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
+            await self.dead_letter(entry_id, fields, reason, deliveries)
+            return
+        try:
+            await self.handler(intake)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the reason is kept, the entry retried
+            self.counters.failed += 1
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("intake %s (%s) failed on delivery %d/%d: %s", intake.acceptance_no,
+                        entry_id, deliveries, self.max_deliveries, reason)
+            if deliveries >= self.max_deliveries:
+                await self.dead_letter(entry_id, fields, reason, deliveries)
+            else:
+                await self.redis.hset(self.keys.failures, entry_id, reason)
+            return
+        # The work is done: the acknowledgement must not be lost to a cancellation.
+        await asyncio.shield(self._ack(entry_id))
+        self.counters.handled += 1
+
+    async def _ack(self, entry_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.stream, self.keys.group, entry_id)
+            pipe.hdel(self.keys.failures, entry_id)
+            await pipe.execute()
+
+    async def dead_letter(self, entry_id: str, fields: Mapping[bytes, bytes], reason: str,
+                          deliveries: int) -> None:
+        """Move one entry to the dead-letter stream with ``reason`` and acknowledge it."""
+        previous = await self.redis.hget(self.keys.failures, entry_id)
+        record: dict[str | bytes, Any] = {
+            b"intake": fields.get(b"intake", b""), "stream_id": entry_id, "reason": reason,
+            "deliveries": deliveries, "consumer": self.name,
+            "at": datetime.now(UTC).isoformat()}
+        if previous is not None and _text(previous) != reason:
+            record["previous_reason"] = previous
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.keys.dead_letter, record)
+            pipe.xack(self.keys.stream, self.keys.group, entry_id)
+            pipe.hdel(self.keys.failures, entry_id)
+            await asyncio.shield(pipe.execute())
+        self.counters.dead_lettered += 1
+        log.error("intake entry %s dead-lettered after %d deliveries: %s", entry_id,
+                  deliveries, reason)
+
+
+def _entries(reply: Any) -> list[tuple[str, Mapping[bytes, bytes]]]:
+    """``XREADGROUP``'s RESP2 reply ``[[stream, [(id, fields), ...]]]`` as (id, fields)."""
+    out: list[tuple[str, Mapping[bytes, bytes]]] = []
+    for _, items in reply or ():
+        for entry_id, fields in items:
+            if fields is not None:
+                out.append((_text(entry_id), fields))
+    return out

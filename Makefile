@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean system-packages
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,11 +19,24 @@ install: $(STAMP)
 demo: install
 	$(BIN)/hotline demo
 
-test: install
+# Real servers the tests start themselves: dovecot (IMAP, the mayor's mailbox) and wrk (load
+# generator of bench/web_intake.py). Redis and PostgreSQL already run on this kind of machine.
+DEBS := dovecot-imapd wrk
+system-packages:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: install system-packages
 	$(BIN)/python -m pytest
 
-bench: install
+bench: install system-packages
 	$(BIN)/python bench/ami_ingest.py
+	$(BIN)/python bench/web_intake.py
+	$(BIN)/python bench/stream.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -12,6 +12,7 @@ File I/O runs in threads (``asyncio.to_thread``): the event loop never waits for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote
 
 from channels.errors import ChannelError
 from channels.intake import Attachment
@@ -34,7 +36,9 @@ EXTENSION_TYPES: dict[str, str] = {
     "webp": "image/webp", "pdf": "application/pdf", "mp3": "audio/mpeg", "wav": "audio/wav",
     "mp4": "video/mp4", "txt": "text/plain",
 }
-_NAME_JUNK = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and the lone surrogates aiohttp makes of bytes that are not UTF-8.
+_NAME_JUNK = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_MIME = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+*-]+$")
 
 
 class AttachmentRejected(ChannelError):
@@ -50,9 +54,14 @@ class AttachmentRejected(ChannelError):
 
 
 def safe_name(filename: str | None) -> str:
-    """The base name only (no directories), without control characters, at most 255
-    characters; "附件" when nothing is left."""
-    name = unicodedata.normalize("NFC", filename or "")
+    """The base name only (no directories, percent-encoding undone), without control
+    characters, at most 255 characters; "附件" when nothing is left."""
+    name = filename or ""
+    if "%" in name:
+        # Browsers send UTF-8 as is; some clients (aiohttp, curl scripts) percent-encode it.
+        with contextlib.suppress(UnicodeDecodeError):
+            name = unquote(name, errors="strict")
+    name = unicodedata.normalize("NFC", name)
     name = _NAME_JUNK.sub("", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
     return name[-255:] if name else "附件"
 
@@ -60,7 +69,9 @@ def safe_name(filename: str | None) -> str:
 def resolve_type(declared: str | None, name: str) -> str:
     """The MIME type of an upload: the declared one, or by extension when the browser said
     only ``application/octet-stream``."""
-    mime = (declared or "").split(";", 1)[0].strip().lower() or "application/octet-stream"
+    mime = (declared or "").split(";", 1)[0].strip().lower()
+    if not _MIME.match(mime):
+        mime = "application/octet-stream"
     if mime == "application/octet-stream" and "." in name:
         return EXTENSION_TYPES.get(name.rsplit(".", 1)[-1].lower(), mime)
     return mime

@@ -79,8 +79,11 @@ class IntakeConsumer:
                     await self.claim_once()
                 await self.read_once()
             except (RedisError, OSError) as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    # Redis restarted without the stream: the group must be made again.
+                if isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP",
+                                                                           "UNBLOCKED")):
+                    # The stream was deleted (or Redis restarted without it) under us: the
+                    # group must be made again.
+                    log.warning("intake consumer %s: %s; making the group again", self.name, exc)
                     self._group_ready = False
                     continue
                 if not (isinstance(exc, OSError) or unavailable(exc)):

@@ -43,11 +43,14 @@ class CorsPolicy:
         allowed."""
         if not self.allows(origin):
             return {}
+        # Retry-After tells the page how long to wait after a 429.
         if self.allow_any:
-            return {"Access-Control-Allow-Origin": "*"}
+            return {"Access-Control-Allow-Origin": "*",
+                    "Access-Control-Expose-Headers": "Retry-After"}
         assert origin is not None
         # The answer differs per Origin: caches must key on it.
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                "Access-Control-Expose-Headers": "Retry-After"}
 
     def preflight_headers(self, origin: str | None,
                           request_headers: Mapping[str, str]) -> dict[str, str] | None:

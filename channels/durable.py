@@ -16,8 +16,10 @@ still works and the router sees one intake.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -43,6 +45,9 @@ from config.channels import ChannelsConfig
 log = logging.getLogger(__name__)
 
 FORWARD_BATCH = 200
+# Recently accepted idempotency keys, kept in memory so that the common double submission
+# ("提交" pressed twice, an app retry) gets the same number even if Redis dies in between.
+RECENT_KEYS = 50_000
 
 
 def utc_now() -> datetime:
@@ -77,6 +82,7 @@ class DurableGateway:
         self.redis_up = True
         self._spooling = 0                # spool writes in flight
         self._wake = asyncio.Event()
+        self._recent: OrderedDict[str, Accepted] = OrderedDict()
 
     @property
     def spooled(self) -> int:
@@ -85,6 +91,20 @@ class DurableGateway:
 
     async def submit(self, draft: IntakeDraft) -> Accepted:
         """See :meth:`channels.gateway.IntakeGateway.submit`."""
+        known = self._recent.get(draft.idempotency_key)
+        if known is not None:
+            self.counters.duplicates += 1
+            return dataclasses.replace(known, duplicate=True)
+        accepted = await self._submit(draft)
+        self._remember(draft.idempotency_key, accepted)
+        return accepted
+
+    def _remember(self, key: str, accepted: Accepted) -> None:
+        self._recent[key] = accepted
+        if len(self._recent) > RECENT_KEYS:
+            self._recent.popitem(last=False)
+
+    async def _submit(self, draft: IntakeDraft) -> Accepted:
         intake = Intake.model_construct(  # the draft is validated; only the numbers are new
             **dict(draft), intake_id=uuid.uuid4().hex,
             acceptance_no=await self._number())

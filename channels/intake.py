@@ -10,7 +10,6 @@ a retried app call carries the same external id and yields the same intake.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -102,8 +101,7 @@ class Intake(IntakeDraft):
 
     def to_json(self) -> str:
         """The stream payload (UTF-8 JSON, Chinese kept readable)."""
-        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False,
-                          separators=(",", ":"))
+        return self.model_dump_json()
 
     @classmethod
     def from_json(cls, payload: str | bytes) -> Intake:

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,6 +39,7 @@ PATTERN_MESSAGES: dict[str, str] = {
     "acceptance_no": "受理编号为 16 位数字",
 }
 CONTACT_REQUIRED = "请至少填写联系电话或电子邮箱之一，以便 12345 热线回复您办理结果"
+PHONE_FORMAT = "联系电话格式不正确：请填写 11 位手机号码，或带区号的固定电话（如 0571-88888888）"
 
 _ID = r"^[A-Za-z0-9_.:-]+$"
 ShortText = Annotated[str, Field(max_length=50)]
@@ -95,6 +96,9 @@ class StatusQuery(BaseModel):
         description="受理时填写的联系电话")
 
 
+_Form = TypeVar("_Form", bound=IntakeFields)
+
+
 class FormInvalid(Exception):
     """The form has wrong fields; ``fields`` maps each to a Chinese message."""
 
@@ -112,15 +116,17 @@ class Limits:
 
 
 # -- phone numbers ------------------------------------------------------------------------
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters, and lone surrogates (JSON "\\ud800" decodes to one; it cannot be encoded
+# as UTF-8, so it would break the stream payload).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _PHONE_SEPARATORS = re.compile(r"[\s()\-]")
 _MOBILE = re.compile(r"^(?:\+?86|0086)?(1[3-9]\d{9})$")
 # Area code: 010 and 02x have three digits, the others four; the local number 7 or 8.
 _LANDLINE = re.compile(r"^(0(?:[12]\d|[3-9]\d\d))(\d{7,8})$")
 _LOCAL = re.compile(r"^[2-9]\d{6,7}$")
-_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]{1,64}@[A-Za-z0-9\-.]+\.[A-Za-z]{2,}$")
-_DIGITS = re.compile(r"\D")
+_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\ud800-\udfff]{1,64}@[A-Za-z0-9\-.]+\.[A-Za-z]{2,}$")
+_NOT_DIGIT = re.compile(r"[^0-9]")
 
 
 def normalize_phone(raw: str) -> str | None:
@@ -143,7 +149,7 @@ def phone_key(raw: str | None) -> str:
     trunk prefix ``0`` or ``+86``)."""
     if not raw:
         return ""
-    digits = _DIGITS.sub("", unicodedata.normalize("NFKC", raw))
+    digits = _NOT_DIGIT.sub("", unicodedata.normalize("NFKC", raw))
     for prefix in ("0086", "86", "0"):
         rest = digits[len(prefix):]
         if digits.startswith(prefix) and len(rest) == 11 and rest[0] == "1":
@@ -170,6 +176,8 @@ def _message(field: str, error: Mapping[str, Any]) -> str:
         return f"请填写{label}"
     if kind in ("string_type", "model_attributes_type"):
         return f"{label}应为文字"
+    if kind == "string_unicode":
+        return f"{label}含有无法识别的字符"
     if kind == "string_too_short":
         return f"请填写{label}"
     if kind == "string_too_long":
@@ -193,60 +201,67 @@ def _optional(value: str | None) -> str | None:
     return value if value else None
 
 
-def check_contact(form: IntakeFields, limits: Limits, *, contact_required: bool,
-                  fields: dict[str, str]) -> tuple[str | None, str | None]:
-    """Config limits and phone / e-mail rules; adds problems to ``fields``; returns the
-    normalized phone and e-mail."""
-    if not clean_text(form.content).strip():
-        fields["content"] = "请填写诉求内容"
-    elif len(form.content) > limits.max_text_chars:
-        fields["content"] = (f"诉求内容不能超过 {limits.max_text_chars} 个字"
-                             f"（当前 {len(form.content)} 个字）")
-    if form.title and len(form.title) > limits.max_title_chars:
-        fields["title"] = f"标题不能超过 {limits.max_title_chars} 个字"
-    phone = None
-    if form.phone:
-        phone = normalize_phone(form.phone)
-        if phone is None:
-            fields["phone"] = "联系电话格式不正确：请填写 11 位手机号码，或带区号的固定电话（如 0571-88888888）"
-    email = _optional(form.email)
-    if email is not None and not _EMAIL.match(email):
-        fields["email"] = "电子邮箱格式不正确"
-        email = None
-    if contact_required and not form.phone and not form.email:
-        fields["phone"] = CONTACT_REQUIRED
-        fields["email"] = CONTACT_REQUIRED
-    return phone, email
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value.strip() if isinstance(value, str) else ""
 
 
-def parse_web_form(data: Mapping[str, Any], limits: Limits) -> tuple[WebIntakeForm, str | None,
-                                                                     str | None]:
-    """Validate the website form: the form, its normalized phone and e-mail; raises
-    :class:`FormInvalid`."""
-    try:
-        form = WebIntakeForm.model_validate(data)
-    except ValidationError as exc:
-        raise FormInvalid(field_messages(exc)) from None
+def check_rules(data: Mapping[str, Any], limits: Limits, *, contact_required: bool,
+                fields: dict[str, str]) -> tuple[str | None, str | None]:
+    """The rules beyond the field types: configured lengths, phone and e-mail forms, "phone
+    or e-mail". Run on the raw values (also when pydantic found problems, so the citizen sees
+    every wrong field at once); problems go to ``fields`` unless the field already has one.
+    Returns the normalized phone and e-mail."""
+    problems: dict[str, str] = {}
+    content = _text(data, "content")
+    if isinstance(data.get("content"), str):
+        if not clean_text(content).strip():
+            problems["content"] = "请填写诉求内容"
+        elif len(content) > limits.max_text_chars:
+            problems["content"] = (f"诉求内容不能超过 {limits.max_text_chars} 个字"
+                                   f"（当前 {len(content)} 个字）")
+    if len(_text(data, "title")) > limits.max_title_chars:
+        problems["title"] = f"标题不能超过 {limits.max_title_chars} 个字"
+    raw_phone, email = _text(data, "phone"), _text(data, "email")
+    phone = normalize_phone(raw_phone) if raw_phone else None
+    if raw_phone and phone is None:
+        problems["phone"] = PHONE_FORMAT
+    if email and not (len(email) <= 254 and _EMAIL.match(email)):
+        problems["email"] = "电子邮箱格式不正确"
+    if contact_required and not raw_phone and not email and not (
+            data.get("phone") or data.get("email")):
+        problems["phone"] = problems["email"] = CONTACT_REQUIRED
+    for key, message in problems.items():
+        fields.setdefault(key, message)
+    return phone, email or None
+
+
+def _parse(model: type[_Form], data: Mapping[str, Any], limits: Limits,
+           contact_required: bool) -> tuple[_Form, str | None, str | None]:
     fields: dict[str, str] = {}
-    phone, email = check_contact(form, limits, contact_required=True, fields=fields)
-    if fields:
+    form: _Form | None = None
+    try:
+        form = model.model_validate(data)
+    except ValidationError as exc:
+        fields = field_messages(exc)
+    phone, email = check_rules(data, limits, contact_required=contact_required, fields=fields)
+    if fields or form is None:
         raise FormInvalid(fields)
     return form, phone, email
 
 
-def parse_app_form(data: Mapping[str, Any], limits: Limits) -> tuple[AppIntakeForm, str | None,
-                                                                     str | None]:
+def parse_web_form(data: Mapping[str, Any],
+                   limits: Limits) -> tuple[WebIntakeForm, str | None, str | None]:
+    """Validate the website form (phone or e-mail required): the form and its normalized
+    phone and e-mail; raises :class:`FormInvalid` naming every wrong field."""
+    return _parse(WebIntakeForm, data, limits, contact_required=True)
+
+
+def parse_app_form(data: Mapping[str, Any],
+                   limits: Limits) -> tuple[AppIntakeForm, str | None, str | None]:
     """Validate an app submission (the app user id is the way back: phone and e-mail are
     optional); raises :class:`FormInvalid`."""
-    try:
-        form = AppIntakeForm.model_validate(data)
-    except ValidationError as exc:
-        raise FormInvalid(field_messages(exc)) from None
-    fields: dict[str, str] = {}
-    phone, email = check_contact(form, limits, contact_required=False, fields=fields)
-    if fields:
-        raise FormInvalid(fields)
-    return form, phone, email
+    return _parse(AppIntakeForm, data, limits, contact_required=False)
 
 
 def parse_status_query(data: Mapping[str, Any]) -> tuple[str, str]:

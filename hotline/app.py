@@ -1,11 +1,14 @@
 """The composition root: builds every resource once, in order, and tears it down in stages.
 
     database engine (+ migrations) → call store → seat board, stats, tracker → AMI link
-    → HTTP server → background tasks (call writer, 1 s ticker)
+    → intake gateway (Redis client, spool, forwarder) → HTTP server (desk API, citizen
+    channels, OpenAPI) → background tasks (call writer, 1 s ticker, mailbox and voicemail
+    pollers)
 
-Shutdown (SIGTERM/SIGINT, or ``stop`` set): stop the HTTP server (no new agent actions),
-log off the AMI link (no new events), stop the background tasks, write the last call records
-(shielded, within ``shutdown_grace_seconds``), dispose the engine.
+Shutdown (SIGTERM/SIGINT, or ``stop`` set): stop the HTTP server (no new agent actions, no new
+citizen submissions), stop the pollers, log off the AMI link (no new events), stop the
+background tasks, write the last call records (shielded, within ``shutdown_grace_seconds``),
+close the intake gateway (spooled intakes stay on disk), dispose the engine.
 """
 
 from __future__ import annotations
@@ -22,13 +25,21 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from channels.durable import DurableGateway, open_gateway
+from channels.http_deps import IntakeHttpDeps
+from channels.keys import StreamKeys
+from channels.mailbox import MailboxPoller
+from channels.nonces import RedisNonceStore
+from channels.web import add_intake_routes
 from config.loader import load_config
 from config.schema import HotlineConfig
 from hotline.call_store import CallStore
 from hotline.call_writer import CallWriter, from_row
 from hotline.db import migrate, open_engine
 from hotline.http_api import ApiDeps, build_app
+from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
+from hotline.openapi import add_openapi_route
 from telephony import queue_admin
 from telephony.calls import CallTracker
 from telephony.dispatch import EventDispatcher, utc_now
@@ -67,6 +78,7 @@ class Hotline:
     store: CallStore
     writer: CallWriter
     link: AmiLink
+    gateway: DurableGateway
     clock: Callable[[], datetime] = utc_now
     http_port: int = 0
     env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
@@ -159,16 +171,19 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                        backoff_initial=ami.backoff_initial, backoff_max=ami.backoff_max,
                        backoff_jitter=ami.backoff_jitter,
                        max_message_bytes=ami.max_message_bytes)
+        gateway = await stack.enter_async_context(open_gateway(cfg.channels, timezone=timezone))
         hot = Hotline(cfg, config_dir, board, stats, tracker, dispatcher, store, writer, link,
-                      env=env)
+                      gateway, env=env)
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
         await stack.enter_async_context(link)
 
+        mailbox = MailboxPoller(lambda: hot.config.channels.mail, gateway,
+                                Path(cfg.channels.web.attachments_dir))
         registry = build_registry(MetricSources(
             board, tracker, stats, dispatcher, link,
             queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
-            persist_backlog=lambda: writer.backlog))
+            persist_backlog=lambda: writer.backlog), IntakeCollector(gateway, mailbox))
         app = build_app(ApiDeps(
             board=board, tracker=tracker, stats=stats, link=link,
             seat_actions=hot.seat_actions, registry=registry,
@@ -177,6 +192,12 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             agent_tokens=lambda: {k: v.get_secret_value()
                                   for k, v in hot.config.service.agent_tokens.items()},
             reload_config=hot.reload_config, clock=utc_now))
+        nonces = RedisNonceStore(gateway.stream.redis, StreamKeys.from_config(cfg.channels).prefix,
+                                 retry_seconds=cfg.channels.redis.retry_seconds)
+        add_intake_routes(app, IntakeHttpDeps(gateway=gateway,
+                                              config=lambda: hot.config.channels,
+                                              nonces=nonces, clock=utc_now))
+        add_openapi_route(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -189,11 +210,15 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         async with asyncio.TaskGroup() as tasks:
             writing = tasks.create_task(writer.run(), name="call-writer")
             ticking = tasks.create_task(_tick(board), name="seat-ticker")
+            # Always running: each round reads channels.mail and idles while it is disabled,
+            # so a reload can switch the mailbox on.
+            mailing = tasks.create_task(mailbox.run(), name="mailbox-poller")
             if started is not None:
                 started(hot)
             await stop.wait()
-            log.info("shutting down: HTTP, AMI link, then last call records")
+            log.info("shutting down: HTTP, pollers, AMI link, then last call records")
             await site.stop()
+            mailing.cancel("shutdown")
             await link.aclose()
             ticking.cancel("shutdown")
             writing.cancel("shutdown")

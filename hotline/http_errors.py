@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 
 def error_response(status: int, code: str, message: str,
@@ -43,3 +46,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
                               {"allowed": sorted(exc.allowed_methods)})
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "payload_too_large", "请求体过大")
+    except web.HTTPException as exc:
+        return error_response(exc.status, "http_error", "请求无法处理", {"reason": exc.reason})
+    except Exception:
+        # A bug, not the client's fault: logged with its traceback; the client still gets
+        # the documented error body and the service keeps running.
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "服务器内部错误，请稍后重试")

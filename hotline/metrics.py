@@ -106,7 +106,10 @@ class HotlineCollector(Collector):
         yield backlog
 
 
-def build_registry(sources: MetricSources) -> CollectorRegistry:
+def build_registry(sources: MetricSources, *more: Collector) -> CollectorRegistry:
+    """The service's registry: the telephony collector plus ``more`` (the intake channels)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HotlineCollector(sources))
+    for collector in more:
+        registry.register(collector)
     return registry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
+
+from channels.durable import NO_METADATA_LOOKUP
 
 from config.loader import load_config
 from hotline.app import Hotline, serve
@@ -69,6 +73,18 @@ class RunningService:
             return resp.status, await resp.json()
 
 
+async def delete_prefix(prefix: str) -> None:
+    """Delete every Redis key a test's service wrote under ``{prefix}``."""
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=2,
+                                     **NO_METADATA_LOOKUP)
+    try:
+        keys = [k async for k in client.scan_iter(match="{" + prefix + "}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 def service_factory(tmp_path: Path) -> Callable[..., Any]:
     """``async with service_factory(ami_port) as svc:`` runs the service with the demo config
@@ -79,6 +95,7 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
                     db_name: str = "hotline.db",
                     config_dir: Path = DEMO_CONFIG) -> AsyncIterator[RunningService]:
         db_path = tmp_path / db_name
+        prefix = f"e2e{uuid.uuid4().hex[:12]}"
         env = {
             "HOTLINE_AMI__PORT": str(ami_port),
             "HOTLINE_AMI__SECRET": secret,
@@ -91,6 +108,10 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
             "HOTLINE_SERVICE__ADMIN_TOKEN": ADMIN,
             "HOTLINE_AGENT_TOKENS": f"1001={AGENT_1001},1002={AGENT_1002}",
             "HOTLINE_SERVICE__SHUTDOWN_GRACE_SECONDS": "5",
+            # The machine's Redis, under a key prefix of this test's own (deleted after).
+            "HOTLINE_CHANNELS__REDIS__KEY_PREFIX": prefix,
+            "HOTLINE_CHANNELS__SPOOL__PATH": str(tmp_path / f"spool-{db_name}"),
+            "HOTLINE_CHANNELS__WEB__ATTACHMENTS_DIR": str(tmp_path / "attachments"),
         }
         cfg = await asyncio.to_thread(load_config, config_dir, env)
         stop = asyncio.Event()
@@ -105,6 +126,7 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 30)
+            await delete_prefix(prefix)
 
     return start
 

@@ -1,0 +1,49 @@
+"""What the HTTP channels tell the citizen: accepted (受理), a duplicate, a wrong form, or
+"not now" when the intake could not be made durable."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from channels.errors import IntakeUnavailable
+from channels.gateway import Accepted, IntakeGateway
+from channels.intake import IntakeDraft
+from channels.request_body import json_response
+from channels.web_form import FormInvalid
+from hotline.http_errors import ApiError
+
+log = logging.getLogger(__name__)
+
+STATUS_TEXT = {"accepted": "已受理"}
+
+
+def invalid_form(exc: FormInvalid) -> ApiError:
+    """The 422 answer naming every wrong field."""
+    return ApiError(422, "invalid_field", "提交内容有误，请检查标出的项目",
+                    {"fields": exc.fields})
+
+
+def accepted_response(accepted: Accepted) -> web.Response:
+    """201 for a new intake, 200 with ``duplicate: true`` for one accepted before."""
+    no = accepted.acceptance_no
+    if accepted.duplicate:
+        message = f"您的诉求此前已受理，受理编号 {no}，请妥善保存"
+    else:
+        message = f"您的诉求已受理，受理编号 {no}，请妥善保存"
+    return json_response({"acceptance_no": no, "status": "accepted",
+                          "duplicate": accepted.duplicate, "message": message},
+                         status=200 if accepted.duplicate else 201)
+
+
+async def submit(gateway: IntakeGateway, draft: IntakeDraft) -> web.Response:
+    """Hand ``draft`` to the gateway and answer; 503 when it could not be made durable
+    (nothing was promised: the citizen must send it again)."""
+    try:
+        accepted = await gateway.submit(draft)
+    except IntakeUnavailable:
+        log.warning("intake unavailable: %s submission refused with 503", draft.channel)
+        raise ApiError(503, "intake_unavailable",
+                       "系统暂时无法受理，您的诉求尚未提交成功，请稍后重试") from None
+    return accepted_response(accepted)

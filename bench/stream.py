@@ -315,7 +315,7 @@ async def consume_ours(prefix: str, n: int) -> dict[str, Any]:
         try:
             await asyncio.wait_for(done.wait(), CONSUMER_TIMEOUT)
         except TimeoutError:
-            pass
+            print("TIMEOUT", acked, len(seen), consumer.counters, task, file=sys.stderr, flush=True)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     finally:

@@ -179,7 +179,7 @@ class IntakeConsumer:
                           deliveries: int) -> None:
         """Move one entry to the dead-letter stream with ``reason`` and acknowledge it."""
         previous = await self.redis.hget(self.keys.failures, entry_id)
-        record: dict[str | bytes, Any] = {
+        record: dict[Any, Any] = {
             b"intake": fields.get(b"intake", b""), "stream_id": entry_id, "reason": reason,
             "deliveries": deliveries, "consumer": self.name,
             "at": datetime.now(UTC).isoformat()}

@@ -21,9 +21,10 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
@@ -283,7 +284,7 @@ def redis_client(cfg: ChannelsConfig, *, block_seconds: float = 0.0) -> aioredis
 
 # Without an explicit lib_version, redis-py calls importlib.metadata.version("redis") for
 # every new connection: a scan of site-packages on the event loop (blockbuster caught it).
-NO_METADATA_LOOKUP = {"driver_info": DriverInfo(lib_version=redis.__version__)}
+NO_METADATA_LOOKUP: dict[str, Any] = {"driver_info": DriverInfo(lib_version=redis.__version__)}
 
 
 async def warn_if_not_persistent(redis: aioredis.Redis) -> bool | None:
@@ -307,14 +308,16 @@ async def open_gateway(cfg: ChannelsConfig, *, timezone: tzinfo | None = None,
                        background: bool = True) -> AsyncIterator[DurableGateway]:
     """Open the spool and the Redis client, run the forwarder and the trimmer, and yield the
     gateway. Everything is stopped and closed on exit; spooled intakes stay on disk."""
-    tz = timezone or await asyncio.to_thread(ZoneInfo, "Asia/Shanghai")
+    tz: tzinfo = (timezone if timezone is not None
+                  else await asyncio.to_thread(ZoneInfo, "Asia/Shanghai"))
     redis = redis_client(cfg)
     try:
-        async with open_spool(cfg.spool.path) as spool:
+        async with open_spool(cfg.spool.path) as spool, AsyncExitStack() as stack:
             keys = StreamKeys.from_config(cfg)
             stream = IntakeStream(redis, keys, cfg.stream.idempotency_days * 86400)
-            gateway = DurableGateway(stream, spool, AcceptanceNumbers(spool, cfg.node_id, tz),
-                                     cfg, clock)
+            numbers = AcceptanceNumbers(spool, cfg.node_id, tz)
+            stack.push_async_callback(numbers.aclose)
+            gateway = DurableGateway(stream, spool, numbers, cfg, clock)
             try:
                 await stream.ensure_group()
                 await warn_if_not_persistent(redis)

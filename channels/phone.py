@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Protocol
 
@@ -42,6 +42,7 @@ from telephony.model import CallPhase, CallRecord
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+StoredCall = Callable[[str], Awaitable[CallRecord | None]]
 
 MAX_CONTENT_CHARS: Final = 5000
 MAX_TITLE_CHARS: Final = 100
@@ -94,15 +95,16 @@ class AgentSummary(BaseModel):
                               str_strip_whitespace=True)
 
     title: Annotated[str, Field(max_length=MAX_TITLE_CHARS)] | None = Field(
-        None, description="标题（可空）")
+        default=None, description="标题（可空）")
     content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)] = Field(
         description=f"诉求内容：坐席记录的来电人诉求（必填，最长 {MAX_CONTENT_CHARS} 字）")
-    name: ShortText | None = Field(None, description="来电人姓名（可匿名）")
-    district: ShortText | None = Field(None, description="所在区县")
-    street: ShortText | None = Field(None, description="街道（乡镇）")
-    address: Annotated[str, Field(max_length=300)] | None = Field(None, description="详细地址")
+    name: ShortText | None = Field(default=None, description="来电人姓名（可匿名）")
+    district: ShortText | None = Field(default=None, description="所在区县")
+    street: ShortText | None = Field(default=None, description="街道（乡镇）")
+    address: Annotated[str, Field(max_length=300)] | None = Field(
+        default=None, description="详细地址")
     callback_phone: Annotated[str, Field(max_length=32)] | None = Field(
-        None, description="回拨电话：来电人要求回拨到其他号码时填写（手机 13800138000，或座机 "
+        default=None, description="回拨电话：来电人要求回拨到其他号码时填写（手机 13800138000，或座机 "
                           "0571-88888888）", examples=["13800138000"])
 
     @field_validator("content")
@@ -129,7 +131,7 @@ class SummaryRequest(AgentSummary):
 
     call_id: Annotated[str, Field(min_length=1, max_length=64,
                                   pattern=r"^[A-Za-z0-9_.:-]+$")] | None = Field(
-        None, description="通话编号（来电弹屏中的 call_id 或 linkedid）；缺省时为坐席当前的通话，"
+        default=None, description="通话编号（来电弹屏中的 call_id 或 linkedid）；缺省时为坐席当前的通话，"
                           "无当前通话时为坐席最近一次接听的通话")
 
 
@@ -253,13 +255,16 @@ class PhoneIntake:
     blind-transferred (the caller is still talking to the department): :meth:`remember`,
     subscribed to the tracker, keeps the last ``remembered`` calls answered by a seat and each
     seat's latest one, so a summary written in wrap-up still finds its call. The memory is
-    lost on restart; a summary then needs a call the tracker still has.
+    lost on restart: ``stored_call`` (the call store's ``get``) then finds a call named by its
+    call id.
     """
 
     def __init__(self, calls: SeatCalls, gateway: IntakeGateway, clock: Clock = utc_now, *,
+                 stored_call: StoredCall | None = None,
                  last_call_window: timedelta = timedelta(hours=1),
                  remembered: int = 2000) -> None:
         self._calls = calls
+        self._stored = stored_call
         self._gateway = gateway
         self._clock = clock
         self._window = last_call_window
@@ -282,15 +287,18 @@ class PhoneIntake:
                 latest):
             self._last_of_seat[call.seat] = call.call_id
 
-    def find_call(self, seat_id: str, call_id: str | None) -> CallRecord:
+    async def find_call(self, seat_id: str, call_id: str | None) -> CallRecord:
         """The call a summary from ``seat_id`` is for; raises ``no_call`` when there is none.
 
-        ``call_id`` may be the call id (Uniqueid) or the Linkedid. Without it: the seat's
+        ``call_id`` may be the call id (Uniqueid) or the Linkedid (the call store knows only
+        the call id). Without it: the seat's
         current call, else its most recent one if that ended less than ``last_call_window``
         ago (a summary typed after a break must name its call)."""
         if call_id is not None:
             found = self._calls.get(call_id) or self._recent.get(call_id) or next(
                 (r for r in reversed(self._recent.values()) if r.linkedid == call_id), None)
+            if found is None and self._stored is not None:
+                found = await self._stored(call_id)
             if found is None:
                 raise PhoneIntakeError("no_call", f"找不到通话 {call_id}（可能已结束较久或服务已重启）",
                                        {"call_id": call_id})
@@ -314,7 +322,7 @@ class PhoneIntake:
         """Submit the summary as the intake of its call; the same call again is a duplicate
         with the same acceptance number. Raises :class:`PhoneIntakeError` (``no_call``,
         ``not_your_call``, ``intake_unavailable`` when neither Redis nor the spool took it)."""
-        call = self.find_call(seat_id, call_id)
+        call = await self.find_call(seat_id, call_id)
         draft = draft_from_call(call, summary, call.joined_at, seat_id=seat_id)
         try:
             accepted = await self._gateway.submit(draft)

@@ -80,7 +80,14 @@ class IntakeSpool:
         async with self._writing:
             if self._pending:
                 batch, self._pending = self._pending, []
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except BaseException:
+                    # Cancelled mid-write: the others in this batch must not wait forever.
+                    for _, waiting in batch:
+                        if not waiting.done():
+                            waiting.set_exception(SpoolError("spool write interrupted"))
+                    raise
         return await future
 
     async def _write(self, batch: list[tuple[Intake, asyncio.Future[Intake]]]) -> None:

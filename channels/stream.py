@@ -192,7 +192,7 @@ class IntakeStream:
         if not groups:
             return 0
         # The id just after the excess: entries older than it may go.
-        batch = await self.redis.xrange(stream, "-", "+", count=min(excess + 1, 100_000))
+        batch = await self.redis.xrange(stream, "-", "+", count=min(excess + 1, 100_000)) or []
         if len(batch) <= excess:
             return 0
         cut = _stream_id(batch[excess][0])
@@ -203,9 +203,8 @@ class IntakeStream:
                 cut = min(cut, _stream_id(summary["min"]))
         if cut <= (0, 0):
             return 0
-        removed = int(await self.redis.execute_command(
-            "XTRIM", stream, "MINID", f"{cut[0]}-{cut[1]}"))
-        return removed
+        removed = await self.redis.xtrim(stream, minid=f"{cut[0]}-{cut[1]}", approximate=False)
+        return int(removed)
 
 
 def _stream_id(value: Any) -> tuple[int, int]:

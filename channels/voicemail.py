@@ -7,8 +7,10 @@ messages are in ``INBOX``, or in ``Urgent`` when left with the ``U`` option.
 ``channels.phone.voicemail_dir`` is that mailbox dir (``/var/spool/asterisk/voicemail/
 <context>/<mailbox>``).
 
-The ``.txt`` format, from ``leave_voicemail()`` and ``msg_create_from_file()`` in Asterisk's
-``apps/app_voicemail.c`` (Asterisk 16-22)::
+The ``.txt`` format, from the ``fprintf`` calls in ``leave_voicemail()`` and
+``msg_create_from_file()`` of Asterisk's ``apps/app_voicemail.c`` (read in a current master,
+the check-spelling/asterisk mirror at 097cd1e; later releases only print ``origtime`` with
+``%jd`` instead of ``%ld``, the same text)::
 
     ;
     ; Message Information file
@@ -31,7 +33,8 @@ The ``.txt`` format, from ``leave_voicemail()`` and ``msg_create_from_file()`` i
 
 ``callerid`` is ``ast_callerid_merge(name, number, "Unknown")``: ``"name" <number>``, the number
 or the name alone, or ``Unknown``. ``msg_id`` is ``<time>-<counter>`` (``generate_msg_id``;
-Asterisk 11 and older write none). Values are raw bytes as the channel gave them; they are
+old releases write no ``rdnis``, ``msg_id`` or ``flag`` line). ``leave_voicemail()`` writes
+the header before recording and appends ``flag`` and ``duration`` after it. Values are raw bytes as the channel gave them; they are
 read as UTF-8, else GB18030. Asterisk's own reader cuts a value at ``;``; this one does not
 (a caller name may hold one).
 
@@ -149,7 +152,7 @@ class MessageInfo:
 
     @property
     def external_id(self) -> str:
-        """``msg_id``, or (Asterisk before 12) a hash of mailbox, time and caller ID."""
+        """``msg_id``, or (old Asterisk without it) a hash of mailbox, time and caller ID."""
         if self.msg_id is not None:
             return self.msg_id
         key = "\x1f".join((self.origmailbox, str(self.origtime), self.callerid))

@@ -65,6 +65,8 @@ class CallDetails(_Frozen):
     seat_id: str | None = None
     queue: str | None = None
     agent_summary: str | None = None
+    # A number the citizen asked to be called back on, when not the one they called from.
+    callback_phone: Annotated[str, Field(max_length=32)] | None = None
     transcript: str | None = None      # filled once speech recognition has the call's words
     recording: str | None = None       # voicemail / recording file
 

@@ -214,7 +214,8 @@ def draft_from_call(call: CallRecord, summary: AgentSummary, received_at: dateti
                           address=line(summary.address)),
         source_ref=f"ami:call/{call.linkedid}",
         call=CallDetails(call_id=call.linkedid, seat_id=seat_id, queue=call.queue,
-                         agent_summary=text, transcript=None, recording=None))
+                         agent_summary=text, transcript=None, recording=None,
+                         callback_phone=callback))
 
 
 # -- the service --------------------------------------------------------------------------

@@ -85,7 +85,7 @@ class IntakeSpool:
                 except BaseException:
                     # Cancelled mid-write: the others in this batch must not wait forever.
                     for _, waiting in batch:
-                        if not waiting.done():
+                        if waiting is not future and not waiting.done():
                             waiting.set_exception(SpoolError("spool write interrupted"))
                     raise
         return await future

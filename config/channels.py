@@ -161,6 +161,11 @@ class PhoneConfig(_Section):
     # Asterisk's voicemail spool of the after-hours mailbox (msgNNNN.txt + .wav), or none.
     voicemail_dir: str | None = None
     voicemail_poll_seconds: Seconds = 10.0
+    voicemail_max_audio_bytes: Bytes = 64 * MiB
+    # A message is taken once both files are this old (Asterisk may still be writing).
+    voicemail_settle_seconds: Annotated[float, Field(ge=0, le=600)] = 2.0
+    # Audio without its .txt for this long is set aside as bad.
+    voicemail_orphan_seconds: Seconds = 600.0
 
 
 class ChannelsConfig(_Section):

@@ -24,12 +24,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from channels.durable import DurableGateway, open_gateway
 from channels.http_deps import IntakeHttpDeps
 from channels.keys import StreamKeys
 from channels.mailbox import MailboxPoller
 from channels.nonces import RedisNonceStore
+from channels.phone import PhoneIntake, TrackerCalls
+from channels.voicemail import VoicemailPoller
 from channels.web import add_intake_routes
 from config.loader import load_config
 from config.schema import HotlineConfig
@@ -44,6 +47,7 @@ from telephony import queue_admin
 from telephony.calls import CallTracker
 from telephony.dispatch import EventDispatcher, utc_now
 from telephony.link import AmiLink, LinkState
+from telephony.model import CallRecord
 from telephony.queue_admin import Membership
 from telephony.resync import fetch_status, resync
 from telephony.seat_actions import SeatActions
@@ -162,6 +166,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         writer = CallWriter(store, stats)
         tracker.subscribe(writer.submit)
         dispatcher = EventDispatcher(tracker)
+        gateway = await stack.enter_async_context(open_gateway(cfg.channels, timezone=timezone))
         ami = cfg.ami
         secret = ami.secret.get_secret_value() if ami.secret else ""
         link = AmiLink(host=ami.host, port=ami.port, username=ami.username, secret=secret,
@@ -171,15 +176,36 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                        backoff_initial=ami.backoff_initial, backoff_max=ami.backoff_max,
                        backoff_jitter=ami.backoff_jitter,
                        max_message_bytes=ami.max_message_bytes)
-        gateway = await stack.enter_async_context(open_gateway(cfg.channels, timezone=timezone))
         hot = Hotline(cfg, config_dir, board, stats, tracker, dispatcher, store, writer, link,
                       gateway, env=env)
+
+        async def stored_call(call_id: str) -> CallRecord | None:
+            try:
+                return await store.get(call_id)
+            except (SQLAlchemyError, OSError):
+                log.warning("call store unavailable looking up call %s", call_id)
+                return None
+
+        def interface_of(seat_id: str) -> str | None:
+            seat = board.by_seat_id(seat_id)
+            return seat.interface if seat is not None else None
+
+        phone_intake = PhoneIntake(TrackerCalls(tracker, interface_of), gateway, utc_now,
+                                   stored_call=stored_call)
+        # Before the AMI link starts, so every answered call is remembered.
+        tracker.subscribe(phone_intake.remember)
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
         await stack.enter_async_context(link)
 
         mailbox = MailboxPoller(lambda: hot.config.channels.mail, gateway,
                                 Path(cfg.channels.web.attachments_dir))
+        phone_cfg = cfg.channels.phone
+        voicemail = VoicemailPoller(lambda: hot.config.channels.phone, gateway,
+                                    Path(cfg.channels.web.attachments_dir),
+                                    max_audio_bytes=phone_cfg.voicemail_max_audio_bytes,
+                                    settle_seconds=phone_cfg.voicemail_settle_seconds,
+                                    orphan_seconds=phone_cfg.voicemail_orphan_seconds)
         registry = build_registry(MetricSources(
             board, tracker, stats, dispatcher, link,
             queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
@@ -191,7 +217,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             admin_token=lambda: _secret(hot.config.service.admin_token),
             agent_tokens=lambda: {k: v.get_secret_value()
                                   for k, v in hot.config.service.agent_tokens.items()},
-            reload_config=hot.reload_config, clock=utc_now))
+            reload_config=hot.reload_config, clock=utc_now, phone_intake=phone_intake))
         nonces = RedisNonceStore(gateway.stream.redis, StreamKeys.from_config(cfg.channels).prefix,
                                  retry_seconds=cfg.channels.redis.retry_seconds)
         add_intake_routes(app, IntakeHttpDeps(gateway=gateway,
@@ -213,12 +239,14 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             # Always running: each round reads channels.mail and idles while it is disabled,
             # so a reload can switch the mailbox on.
             mailing = tasks.create_task(mailbox.run(), name="mailbox-poller")
+            voicing = tasks.create_task(voicemail.run(), name="voicemail-poller")
             if started is not None:
                 started(hot)
             await stop.wait()
             log.info("shutting down: HTTP, pollers, AMI link, then last call records")
             await site.stop()
             mailing.cancel("shutdown")
+            voicing.cancel("shutdown")
             await link.aclose()
             ticking.cancel("shutdown")
             writing.cancel("shutdown")

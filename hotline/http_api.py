@@ -19,6 +19,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from channels.answers import accepted_response
+from channels.phone import PhoneIntake, PhoneIntakeError, parse_summary
+from channels.request_body import parse_json_object, read_body
 from config.errors import ConfigError
 from hotline.http_errors import ApiError, error_middleware
 from telephony.calls import CallTracker
@@ -30,6 +33,8 @@ from telephony.seats import SeatBoard
 from telephony.stats import QueueStats
 
 MAX_BODY = 16 * 1024
+# 5000 CJK characters escaped as \uXXXX are 30 KB: a call summary may exceed MAX_BODY.
+SUMMARY_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class ApiDeps:
     agent_tokens: Callable[[], dict[str, str]]
     reload_config: Callable[[], Awaitable[dict[str, Any]]]
     clock: Callable[[], datetime]
+    phone_intake: PhoneIntake | None = None
 
 
 DEPS = web.AppKey("deps", ApiDeps)
@@ -215,6 +221,22 @@ async def _hangup(desk: SeatActions, seat: str, body: dict[str, str]) -> str:
     return (await desk.hangup(seat)).call_id
 
 
+async def seat_intake(request: web.Request) -> web.Response:
+    """The agent's summary of a call becomes a phone intake (201; 200 for a call already
+    summarised: same acceptance number, text unchanged)."""
+    seat_id = _require_seat(request)
+    phone = request.app[DEPS].phone_intake
+    if phone is None:
+        raise ApiError(503, "intake_unavailable", "受理通道未启用")
+    data = parse_json_object(await read_body(request, SUMMARY_BODY_LIMIT))
+    try:
+        call_id, summary = parse_summary(data)
+        accepted = await phone.submit_summary(seat_id, call_id, summary)
+    except PhoneIntakeError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+    return accepted_response(accepted)
+
+
 async def reload(request: web.Request) -> web.Response:
     """Re-read the config files; a broken edit is refused with every error, old config kept."""
     _require_admin(request)
@@ -240,5 +262,6 @@ def build_app(deps: ApiDeps) -> web.Application:
     app.router.add_post("/api/seats/{seat_id}/three-way",
                         _seat_action(_three_way, "department"))
     app.router.add_post("/api/seats/{seat_id}/hangup", _seat_action(_hangup))
+    app.router.add_post("/api/seats/{seat_id}/intake", seat_intake)
     app.router.add_post("/api/admin/reload", reload)
     return app

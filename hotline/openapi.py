@@ -18,6 +18,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from channels.phone import SummaryRequest
 from channels.web_form import AppIntakeForm, StatusQuery, WebIntakeForm
 from telephony.model import SeatState
 
@@ -143,7 +144,7 @@ class AppIntakeStatusAnswer(IntakeStatusAnswer):
 MODELS: tuple[type[BaseModel], ...] = (
     ErrorBody, Health, Ready, Stats, Seats, SeatActionResult, PauseBody, TransferBody,
     DepartmentBody, ReloadResult, IntakeAccepted, IntakeStatusAnswer, AppIntakeStatusAnswer,
-    WebIntakeForm, AppIntakeForm, StatusQuery)
+    WebIntakeForm, AppIntakeForm, StatusQuery, SummaryRequest)
 
 ERROR_TEXT = {
     400: "请求体不是合法的 JSON / multipart", 401: "未认证或签名无效", 403: "无权限或渠道未开放",
@@ -237,6 +238,12 @@ def _paths() -> dict[str, Any]:
         "/api/seats/{seat_id}/transfer": {"post": _seat_action("转接", "TransferBody")},
         "/api/seats/{seat_id}/three-way": {"post": _seat_action("三方通话", "DepartmentBody")},
         "/api/seats/{seat_id}/hangup": {"post": _seat_action("挂断", None)},
+        "/api/seats/{seat_id}/intake": {"post": {
+            "summary": "通话小结受理为电话诉求（坐席只能提交自己接听的通话）", "tags": ["seats"],
+            "security": BEARER, "parameters": [SEAT_ID], "requestBody": _body("SummaryRequest"),
+            "responses": {"201": _json("IntakeAccepted", "已受理"),
+                          "200": _json("IntakeAccepted", "该通话此前已受理（同一受理编号）"),
+                          **_errors(400, 401, 403, 404, 413, 422, 503)}}},
         "/api/admin/reload": {"post": {
             "summary": "重新加载配置（仅管理员）", "tags": ["admin"], "security": BEARER,
             "responses": {"200": _json("ReloadResult", "已重新加载"),

@@ -179,7 +179,9 @@ def _message(field: str, error: Mapping[str, Any]) -> str:
     if kind == "string_unicode":
         return f"{label}含有无法识别的字符"
     if kind == "string_too_short":
-        return f"请填写{label}"
+        if error.get("ctx", {}).get("min_length", 1) <= 1:
+            return f"请填写{label}"
+        return PATTERN_MESSAGES.get(field, f"{label}至少 {error['ctx']['min_length']} 个字符")
     if kind == "string_too_long":
         return f"{label}不能超过 {error['ctx']['max_length']} 个字"
     if kind == "string_pattern_mismatch":

@@ -288,22 +288,24 @@ def _scan(root: Path, now: float, settle: float, orphan_after: float) -> _Scan:
     return scan
 
 
-def _inspect(message: PendingMessage, max_audio: int) -> tuple[MessageInfo, Path, int]:
-    """Parse the ``.txt`` and pick the recording; raises :class:`BadMessage`."""
+def _inspect(message: PendingMessage, max_audio: int) -> tuple[MessageInfo, Path | None, str | None]:
+    """Parse the ``.txt`` and pick the recording. Raises :class:`BadMessage` only for an
+    unreadable ``.txt``: a message whose recording is missing, empty or too large still has
+    the caller's number, so it still becomes an intake (with the reason as a note) and a
+    person calls back; it is never only set aside."""
     size = message.info.stat().st_size
     if size > MAX_INFO_BYTES:
         raise BadMessage("unparsable", f"{message.info.name} is {size} bytes")
     info = parse_message_info(message.info.read_bytes())
     if not message.audio:
-        raise BadMessage("missing_audio", f"no recording beside {message.info.name}")
+        return info, None, "missing_audio"
     audio = message.audio[0]
     audio_size = audio.stat().st_size
-    if audio_size > max_audio:
-        raise BadMessage("audio_too_large", f"{audio.name} is {audio_size} bytes "
-                                            f"(limit {max_audio})")
     if audio_size == 0:
-        raise BadMessage("missing_audio", f"{audio.name} is empty")
-    return info, audio, audio_size
+        return info, None, "missing_audio"
+    if audio_size > max_audio:
+        return info, audio, "audio_too_large"
+    return info, audio, None
 
 
 def _store_audio(store: AttachmentStore, source: Path, name: str, content_type: str,
@@ -373,22 +375,33 @@ def _quarantine(root: Path, folder: str, files: tuple[Path, ...], bad: BadMessag
 
 
 # -- the draft ----------------------------------------------------------------------------
-def voicemail_text(duration: int | None) -> str:
+AUDIO_PROBLEM_TEXT = {
+    "missing_audio": "录音缺失，请按来电号码回拨了解诉求",
+    "audio_too_large": "录音超过大小上限未保存，请按来电号码回拨了解诉求",
+}
+
+
+def voicemail_text(duration: int | None, problem: str | None = None) -> str:
     """The intake text until the speech issue adds transcripts."""
-    if duration is None:
-        return "（语音留言，时长未知，待转写）"
-    return f"（语音留言，时长 {duration} 秒，待转写）"
+    length = "时长未知" if duration is None else f"时长 {duration} 秒"
+    if problem is not None:
+        return f"（语音留言，{length}，{AUDIO_PROBLEM_TEXT[problem]}）"
+    return f"（语音留言，{length}，待转写）"
 
 
-def build_draft(info: MessageInfo, recording: Attachment, source_ref: str) -> IntakeDraft:
-    """The intake of one voicemail; raises ``pydantic.ValidationError`` on impossible values."""
+def build_draft(info: MessageInfo, recording: Attachment | None, source_ref: str,
+                problem: str | None = None) -> IntakeDraft:
+    """The intake of one voicemail; raises ``pydantic.ValidationError`` on impossible values.
+    ``recording`` is None (and ``problem`` says why) when the audio could not be kept."""
     name, phone = split_callerid(info.callerid)
     return IntakeDraft(
         channel="voicemail", external_id=info.external_id, received_at=info.received_at,
         contact=Contact(name=name, phone=phone), title="夜间语音留言",
-        text=voicemail_text(info.duration), attachments=(recording,),
+        text=voicemail_text(info.duration, problem),
+        attachments=(recording,) if recording is not None else (),
         source_ref=source_ref[:1000],
-        call=CallDetails(call_id=info.external_id, recording=recording.stored_path))
+        call=CallDetails(call_id=info.external_id,
+                         recording=recording.stored_path if recording is not None else None))
 
 
 # -- the poller ---------------------------------------------------------------------------
@@ -399,7 +412,9 @@ class VoicemailReport:
     accepted: int = 0
     duplicates: int = 0         # accepted before (a crash before the move): moved now
     waiting: int = 0            # not complete yet (younger than settle_seconds)
-    bad: dict[str, int] = field(default_factory=dict)   # reason -> count, moved to .hotline-bad
+    # reason -> count: unreadable .txt → moved to .hotline-bad; recording missing or too
+    # large → still accepted (the caller must be called back), the reason in its text
+    bad: dict[str, int] = field(default_factory=dict)
     failed: int = 0             # store / move errors (disk): left for the next round
     deferred: int = 0           # left in place: the gateway was unavailable
     remaining: int = 0          # over BATCH: taken in the next round
@@ -489,15 +504,26 @@ class VoicemailPoller:
     async def _take(self, root: Path, message: PendingMessage, report: VoicemailReport) -> None:
         where = f"{message.folder}/{message.stem}"
         try:
-            info, audio, _ = await asyncio.to_thread(_inspect, message, self._max_audio)
-            ext = audio.suffix[1:]
-            name = f"语音留言-{info.received_at.astimezone(CHINA):%Y%m%d-%H%M%S}.{ext.lower()}"
-            recording = await asyncio.to_thread(
-                _store_audio, self._store, audio, name,
-                AUDIO_TYPES.get(ext, "application/octet-stream"), self._max_audio)
+            info, audio, problem = await asyncio.to_thread(_inspect, message,
+                                                           self._max_audio)
+            recording: Attachment | None = None
+            if audio is not None and problem is None:
+                ext = audio.suffix[1:]
+                name = (f"语音留言-{info.received_at.astimezone(CHINA):%Y%m%d-%H%M%S}"
+                        f".{ext.lower()}")
+                try:
+                    recording = await asyncio.to_thread(
+                        _store_audio, self._store, audio, name,
+                        AUDIO_TYPES.get(ext, "application/octet-stream"), self._max_audio)
+                except BadMessage as grew:        # grew past the limit while copying
+                    problem = grew.reason
+            if problem is not None:
+                report.bad[problem] = report.bad.get(problem, 0) + 1
+                log.warning("voicemail %s: %s; accepted without its recording", where,
+                            problem)
             prefix = f"{_SAFE.sub('_', info.external_id)}.{message.folder}"
             source_ref = f"voicemail:{root / DONE_DIR / prefix}.{message.info.name}"
-            draft = build_draft(info, recording, source_ref)
+            draft = build_draft(info, recording, source_ref, problem)
         except BadMessage as bad:
             await self._bad(root, message.folder, message.files, bad, report)
             return

@@ -229,9 +229,6 @@ async def test_message_numbers_are_reused_by_asterisk_but_each_message_is_its_ow
     (b"\x00\xff garbage, no section", {"wav": wav_bytes()}, "unparsable"),
     (message_txt().replace(f"origtime={ORIGTIME}".encode(), b"origtime=yesterday"),
      {"wav": wav_bytes()}, "unparsable"),
-    (message_txt(), {}, "missing_audio"),
-    (message_txt(), {"wav": b""}, "missing_audio"),
-    (message_txt(), {"wav": wav_bytes(2.0)}, "audio_too_large"),
 ])
 async def test_bad_messages_are_set_aside_with_the_reason_and_the_rest_still_taken(
         setup: Callable[..., Setup], txt: bytes, audio: dict[str, bytes], reason: str) -> None:
@@ -249,6 +246,27 @@ async def test_bad_messages_are_set_aside_with_the_reason_and_the_rest_still_tak
     [reason_file] = [n for n in bad if n.endswith(".reason")]
     text = await asyncio.to_thread((s.box.root / BAD_DIR / reason_file).read_text)
     assert text.startswith(reason + "\n")
+
+
+@pytest.mark.parametrize(("audio", "reason", "words"), [
+    ({}, "missing_audio", "录音缺失"),
+    ({"wav": b""}, "missing_audio", "录音缺失"),
+    ({"wav": wav_bytes(2.0)}, "audio_too_large", "超过大小上限"),
+])
+async def test_a_message_without_a_usable_recording_still_reaches_a_person(
+        setup: Callable[..., Setup], audio: dict[str, bytes], reason: str, words: str) -> None:
+    s = setup(max_audio_bytes=16_000)           # 2 s of 8 kHz 16-bit is 32 kB
+    await s.put("msg0000", txt=message_txt(), audio=audio)
+
+    report = await s.poller.poll_once()
+
+    # The caller's number is in the .txt: an intake for a call-back, the reason in its text.
+    assert report.accepted == 1 and report.bad == {reason: 1}
+    [intake] = s.gateway.intakes
+    assert intake.contact.phone == "13800138000" and words in intake.text
+    assert intake.attachments == () and intake.call is not None
+    assert intake.call.recording is None
+    assert await s.names("INBOX") == []
 
 
 async def test_a_recording_left_without_its_txt_is_set_aside_only_when_old(

@@ -98,6 +98,8 @@ class DurableGateway:
             return dataclasses.replace(known, duplicate=True)
         accepted = await self._submit(draft)
         self._remember(draft.idempotency_key, accepted)
+        log.info("intake %s accepted from %s (%s%s)", accepted.acceptance_no, draft.channel,
+                 accepted.where, ", duplicate" if accepted.duplicate else "")
         return accepted
 
     def _remember(self, key: str, accepted: Accepted) -> None:

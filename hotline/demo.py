@@ -85,7 +85,13 @@ async def run_demo(*, seconds: float, calls_per_minute: float, mean_talk: float,
               f"http://127.0.0.1:{hot.http_port}/api/stats\n"
               f"  坐席     curl -H 'Authorization: Bearer demo-admin' "
               f"http://127.0.0.1:{hot.http_port}/api/seats\n"
+              f"  留言     curl -H 'Content-Type: application/json' -d '{{\"phone\": "
+              f"\"13800001234\", \"content\": \"路灯不亮\"}}' "
+              f"http://127.0.0.1:{hot.http_port}/api/intake/web\n"
+              f"  接口文档 http://127.0.0.1:{hot.http_port}/openapi.json\n"
               f"  数据库   {cfg.service.safe_database_url()}\n"
+              f"  受理流   Redis {hot.gateway.stream.keys.stream}"
+              f"{'' if hot.gateway.redis_up else '（Redis 未连接：诉求暂存本地 spool）'}\n"
               "  Ctrl-C 退出 / to stop\n", flush=True)
         reporter.append(asyncio.get_running_loop().create_task(_report(hot, 10.0)))
 

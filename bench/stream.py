@@ -51,22 +51,22 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis.asyncio as aioredis  # noqa: E402
+import redis.asyncio as aioredis
 
-from channels.consumer import IntakeConsumer  # noqa: E402
-from channels.durable import NO_METADATA_LOOKUP, DurableGateway, open_gateway, redis_client  # noqa: E402
-from channels.intake import (  # noqa: E402
-    CHANNELS, CallDetails, Contact, Intake, IntakeDraft, Location)
-from channels.keys import StreamKeys  # noqa: E402
-from channels.stream import IntakeStream  # noqa: E402
-from config.channels import ChannelsConfig  # noqa: E402
+from channels.consumer import IntakeConsumer
+from channels.durable import NO_METADATA_LOOKUP, open_gateway, redis_client
+from channels.intake import CHANNELS, CallDetails, Contact, Intake, IntakeDraft, Location
+from channels.keys import StreamKeys
+from channels.stream import IntakeStream
+from config.channels import ChannelsConfig
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 SERVICE_CPU = 0
@@ -249,6 +249,20 @@ async def drive(items: Sequence[Any], concurrency: int,
     return run
 
 
+async def cancel_until_done(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it, cancelling again if a cancellation was lost.
+
+    Python 3.11's ``asyncio.wait_for`` swallows a cancellation that arrives as its inner
+    future completes (CPython gh-86296, fixed in 3.12), and redis-py sends every command
+    inside ``wait_for(..., socket_timeout)``: a consumer cancelled while it sends its next
+    XREADGROUP goes on reading forever. Seen here every run without this loop."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    with suppress(asyncio.CancelledError):
+        await task
+
+
 # --- the consumer process ------------------------------------------------------------------
 
 class ConsumerProcess:
@@ -260,7 +274,7 @@ class ConsumerProcess:
                      "--prefix", prefix, "--n", str(n)]
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def __aenter__(self) -> ConsumerProcess:
+    async def __aenter__(self) -> Self:
         self.proc = await asyncio.create_subprocess_exec(
             *self.args, stdout=asyncio.subprocess.PIPE)
         assert self.proc.stdout is not None
@@ -312,12 +326,9 @@ async def consume_ours(prefix: str, n: int) -> dict[str, Any]:
         await IntakeStream(redis, keys, 60).ensure_group()
         print("ready", flush=True)
         task = asyncio.create_task(consumer.run())
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), CONSUMER_TIMEOUT)
-        except TimeoutError:
-            print("TIMEOUT", acked, len(seen), consumer.counters, task, file=sys.stderr, flush=True)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_until_done(task)
     finally:
         await redis.aclose()
     return {"acked": acked, "distinct": len(seen), "first_ack": first, "last_ack": last}
@@ -334,8 +345,8 @@ async def consume_bare(prefix: str, n: int) -> dict[str, Any]:
         await redis.xgroup_create(stream, group, id="0", mkstream=True)
         print("ready", flush=True)
         while acked < n and time.monotonic() < deadline:
-            reply = await redis.xreadgroup(group, "bare-1", {stream: ">"}, count=100,
-                                           block=1000)
+            reply: Any = await redis.xreadgroup(group, "bare-1", {stream: ">"}, count=100,
+                                                block=1000)
             ids = [entry_id for _, entries in reply or () for entry_id, _ in entries]
             if ids:
                 await redis.xack(stream, group, *ids)
@@ -353,7 +364,7 @@ async def consume_bare(prefix: str, n: int) -> dict[str, Any]:
 async def redis_path(drafts: Sequence[IntakeDraft], concurrency: int,
                      tmp: Path) -> dict[str, Any]:
     """Ours: DurableGateway.submit → IntakeConsumer (other process) acknowledging."""
-    prefix = f"bench{uuid.uuid4().hex[:10]}"
+    prefix = f"benchstream{uuid.uuid4().hex[:10]}"
     cfg = bench_config(SHARED_REDIS, prefix, tmp / "spool-redis-path.db")
     n = len(drafts)
     try:
@@ -368,12 +379,21 @@ async def redis_path(drafts: Sequence[IntakeDraft], concurrency: int,
                 raise RuntimeError(f"{counters.to_redis} of {n} went to Redis ({counters})")
     finally:
         await delete_prefix(SHARED_REDIS, prefix)
-    return {"run": run, "consumer": got, "e2e": n / (got["last_ack"] - run.started)}
+    return outcome(run, got, n)
+
+
+def outcome(run: Run, got: dict[str, Any], n: int) -> dict[str, Any]:
+    """End-to-end and consumer-side rates of one Redis-path run."""
+    if got["acked"] < n:
+        raise RuntimeError(f"the consumer acknowledged {got['acked']} of {n} in "
+                           f"{CONSUMER_TIMEOUT:.0f} s")
+    return {"run": run, "consumer": got, "e2e": n / (got["last_ack"] - run.started),
+            "drain": n / (got["last_ack"] - got["first_ack"])}
 
 
 async def redis_reference(payloads: Sequence[Intake], concurrency: int) -> dict[str, Any]:
     """Bare redis-py XADD of the same payload bytes → bare XREADGROUP + XACK."""
-    prefix = f"bench{uuid.uuid4().hex[:10]}"
+    prefix = f"benchstream{uuid.uuid4().hex[:10]}"
     stream = "{" + prefix + "}:bare"
     n = len(payloads)
     data = [p.to_json().encode() for p in payloads]
@@ -386,7 +406,7 @@ async def redis_reference(payloads: Sequence[Intake], concurrency: int) -> dict[
     finally:
         await redis.aclose()
         await delete_prefix(SHARED_REDIS, prefix)
-    return {"run": run, "consumer": got, "e2e": n / (got["last_ack"] - run.started)}
+    return outcome(run, got, n)
 
 
 # --- spool path ----------------------------------------------------------------------------
@@ -431,7 +451,7 @@ async def spool_path(drafts: Sequence[IntakeDraft], concurrency: int,
                      tmp: Path) -> dict[str, Any]:
     """Redis down: submit into the spool; then Redis returns and forward_once drains it."""
     port = free_port()                     # nothing listens there yet: Redis is "down"
-    prefix = f"bench{uuid.uuid4().hex[:10]}"
+    prefix = f"benchstream{uuid.uuid4().hex[:10]}"
     cfg = bench_config(f"redis://127.0.0.1:{port}/0", prefix, tmp / "spool.db")
     server = PrivateRedis(port, tmp)
     n = len(drafts)
@@ -536,11 +556,13 @@ async def main(args: argparse.Namespace) -> None:
         ("redis: submit → XADD (ours)", run.rate(n), f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"),
         ("redis: bare XADD (reference)", ref["run"].rate(n), f"p50 {rp50:.2f} ms, p99 {rp99:.2f} ms"),
         ("redis: submit → ack (ours)", ours["e2e"],
-         f"acked {ours['consumer']['acked']:,}, distinct {ours['consumer']['distinct']:,}"),
-        ("redis: XADD → ack (reference)", ref["e2e"], f"acked {ref['consumer']['acked']:,}"),
+         (f"acked {ours['consumer']['acked']:,}, distinct {ours['consumer']['distinct']:,}; "
+          f"consumer first→last ack {ours['drain']:,.0f}/s")),
+        ("redis: XADD → ack (reference)", ref["e2e"],
+         f"acked {ref['consumer']['acked']:,}; consumer first→last ack {ref['drain']:,.0f}/s"),
         ("spool: submit → fsync'd spool (ours)", sp.rate(n),
-         f"p50 {sp50:.2f} ms, p99 {sp99:.2f} ms; {len(commits):,} commits, "
-         f"{statistics.mean(commits):.1f}/commit"),
+         (f"p50 {sp50:.2f} ms, p99 {sp99:.2f} ms; {len(commits):,} commits, "
+          f"{statistics.mean(commits):.1f}/commit")),
         (f"spool: bare sqlite3, {conc}/commit (ref)", ref_batched, "one thread"),
         ("spool: bare sqlite3, 1/commit", ref_single,
          f"one thread, {min(n, args.per_commit_n):,} rows"),
@@ -562,6 +584,7 @@ async def main(args: argparse.Namespace) -> None:
         "spool_ratio": round(sp.rate(n) / ref_batched, 3),
         "spool_reference_per_commit": round(ref_single),
         "spool_intakes_per_commit": round(statistics.mean(commits), 1),
+        "consumer_value": round(ours["drain"]), "consumer_reference": round(ref["drain"]),
         "forward_value": round(spool["forward"]),
         "submit_p50_ms": round(p50, 3), "submit_p99_ms": round(p99, 3),
         "spool_submit_p50_ms": round(sp50, 3), "spool_submit_p99_ms": round(sp99, 3),

@@ -14,7 +14,9 @@ not pinned: it is the machine's server, shared with both processes.
 
 Reference, same run, same payload bytes, same concurrency: bare redis-py asyncio, 32 tasks
 doing ``XADD`` of the pre-serialised payload, and a bare consumer process doing
-``XREADGROUP COUNT 100`` + one ``XACK`` per batch (no parsing, no per-entry ack).
+``XREADGROUP COUNT 100`` + one ``XACK`` per batch (no parsing, no per-entry ack). In the
+JSON, ``reference`` is that bare end-to-end rate and ``ratio`` = ``value`` / ``reference``;
+``submit_*`` and ``consumer_*`` split the two sides.
 
 Spool path (Redis down: the gateway points at a closed port)::
 
@@ -158,8 +160,9 @@ def make_drafts(n: int, seed: int = 12345) -> list[IntakeDraft]:
             text = ""
         else:
             contact = Contact(phone=phone)
-            call = CallDetails(call_id=f"1764{i:09d}.{i}", queue="12345",
-                               recording=f"/var/spool/asterisk/voicemail/default/12345/INBOX/msg{i:04d}.wav")
+            call = CallDetails(
+                call_id=f"1764{i:09d}.{i}", queue="12345",
+                recording=f"/var/spool/asterisk/voicemail/default/12345/INBOX/msg{i:04d}.wav")
         drafts.append(IntakeDraft(
             channel=channel, external_id=f"bench-{run}-{i}",
             received_at=start + timedelta(milliseconds=i), contact=contact, title=title,
@@ -554,7 +557,8 @@ async def main(args: argparse.Namespace) -> None:
     commits = spool["commits"]
     rows = [
         ("redis: submit → XADD (ours)", run.rate(n), f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"),
-        ("redis: bare XADD (reference)", ref["run"].rate(n), f"p50 {rp50:.2f} ms, p99 {rp99:.2f} ms"),
+        ("redis: bare XADD (reference)", ref["run"].rate(n),
+         f"p50 {rp50:.2f} ms, p99 {rp99:.2f} ms"),
         ("redis: submit → ack (ours)", ours["e2e"],
          (f"acked {ours['consumer']['acked']:,}, distinct {ours['consumer']['distinct']:,}; "
           f"consumer first→last ack {ours['drain']:,.0f}/s")),

@@ -41,6 +41,7 @@ from channels.keys import StreamKeys
 from channels.numbering import AcceptanceNumbers
 from channels.spool import IntakeSpool, open_spool
 from channels.stream import IntakeStream, unavailable
+from channels.tasks import cancel_and_wait
 from config.channels import ChannelsConfig
 
 log = logging.getLogger(__name__)
@@ -334,9 +335,6 @@ async def open_gateway(cfg: ChannelsConfig, *, timezone: tzinfo | None = None,
                 yield gateway
             finally:
                 for task in tasks:
-                    task.cancel("gateway closing")
-                for task in tasks:
-                    with suppress(asyncio.CancelledError):
-                        await task
+                    await cancel_and_wait(task, "gateway closing")
     finally:
         await redis.aclose()

@@ -14,19 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiosqlite
+from typing import TypeVar
 
 from channels.errors import SpoolError
 from channels.intake import Intake
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-# aiosqlite raises ValueError once its connection is gone.
+# sqlite3 raises ProgrammingError (a sqlite3.Error) once its connection is closed.
 _FAILURES = (sqlite3.Error, OSError, ValueError)
 
 _SCHEMA = """
@@ -53,22 +54,37 @@ class Spooled:
 
 
 class IntakeSpool:
-    """An fsync'd SQLite queue of intakes. Open with :func:`open_spool`."""
+    """An fsync'd SQLite queue of intakes. Open with :func:`open_spool`.
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    The connection lives on one dedicated thread (every statement runs there, off the event
+    loop); a group commit is one trip to that thread."""
+
+    def __init__(self, db: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self._db = db
+        self._executor = executor
         self._count = 0
         self._pending: list[tuple[Intake, asyncio.Future[Intake]]] = []
         self._writing: asyncio.Lock = asyncio.Lock()
+        self.commits = 0                   # group commits made (a batch each)
 
     @property
     def count(self) -> int:
         """Intakes in the spool now (not yet forwarded to Redis)."""
         return self._count
 
+    async def _run(self, fn: Callable[[], T], what: str) -> T:
+        try:
+            pending = asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        except RuntimeError as exc:           # the executor is shut down: spool closed
+            raise SpoolError(f"spool {what} failed: the spool is closed") from exc
+        try:
+            return await pending
+        except _FAILURES as exc:
+            raise SpoolError(f"spool {what} failed: {exc}") from exc
+
     async def _load_count(self) -> None:
-        async with self._db.execute("SELECT count(*) FROM spool") as cur:
-            row = await cur.fetchone()
+        row = await self._run(lambda: self._db.execute("SELECT count(*) FROM spool").fetchone(),
+                              "count")
         self._count = int(row[0]) if row else 0
 
     async def put(self, intake: Intake) -> Intake:
@@ -76,9 +92,11 @@ class IntakeSpool:
         written and the spooled one is returned (compare ``intake_id`` to tell)."""
         future: asyncio.Future[Intake] = asyncio.get_running_loop().create_future()
         self._pending.append((intake, future))
-        # Whoever holds the lock writes everything queued so far, including ours.
+        # Whoever holds the lock writes everything queued so far, including ours; a waiter
+        # whose intake an earlier holder already wrote leaves at once (no convoy of
+        # one-intake commits).
         async with self._writing:
-            if self._pending:
+            while self._pending and not future.done():
                 batch, self._pending = self._pending, []
                 try:
                     await self._write(batch)
@@ -90,111 +108,126 @@ class IntakeSpool:
                     raise
         return await future
 
-    async def _write(self, batch: list[tuple[Intake, asyncio.Future[Intake]]]) -> None:
-        results: list[Intake] = []
+    def _write_sync(self, rows: list[tuple[str, str, str, str]]) -> list[str | None]:
+        """Insert ``rows`` and commit (fsync); for each row None if inserted, else the payload
+        already spooled under its idempotency key."""
+        out: list[str | None] = []
         try:
-            for intake, _ in batch:
-                cur = await self._db.execute(
+            for row in rows:
+                cur = self._db.execute(
                     "INSERT INTO spool (idem, acceptance_no, intake_id, payload) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (idem) DO NOTHING",
-                    (intake.idempotency_key, intake.acceptance_no, intake.intake_id,
-                     intake.to_json()))
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (idem) DO NOTHING", row)
                 if cur.rowcount == 1:
-                    self._count += 1
-                    results.append(intake)
+                    out.append(None)
                 else:
-                    results.append(await self._by_key(intake.idempotency_key) or intake)
-            await self._db.commit()
-        except _FAILURES as exc:
+                    found = self._db.execute("SELECT payload FROM spool WHERE idem = ?",
+                                             (row[0],)).fetchone()
+                    out.append(found[0] if found else row[3])
+            self._db.commit()
+        except BaseException:
             with suppress(*_FAILURES):
-                await self._db.rollback()
-                await self._load_count()
-            error = SpoolError(f"spool write failed: {exc}")
+                self._db.rollback()
+            raise
+        return out
+
+    async def _write(self, batch: list[tuple[Intake, asyncio.Future[Intake]]]) -> None:
+        rows = [(i.idempotency_key, i.acceptance_no, i.intake_id, i.to_json()) for i, _ in batch]
+        try:
+            written = await self._run(lambda: self._write_sync(rows), "write")
+        except SpoolError as error:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        self.commits += 1
+        for (intake, future), existing in zip(batch, written, strict=True):
+            if existing is None:
+                self._count += 1
             if not future.done():
-                future.set_result(result)
-
-    async def _by_key(self, idem: str) -> Intake | None:
-        async with self._db.execute("SELECT payload FROM spool WHERE idem = ?", (idem,)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else Intake.from_json(row[0])
+                future.set_result(intake if existing is None else Intake.from_json(existing))
 
     async def find(self, *, idem: str | None = None,
                    acceptance_no: str | None = None) -> Intake | None:
         """A spooled intake by idempotency key or acceptance number."""
-        try:
-            if idem is not None:
-                return await self._by_key(idem)
-            async with self._db.execute("SELECT payload FROM spool WHERE acceptance_no = ?",
-                                        (acceptance_no,)) as cur:
-                row = await cur.fetchone()
-            return None if row is None else Intake.from_json(row[0])
-        except _FAILURES as exc:
-            raise SpoolError(f"spool read failed: {exc}") from exc
+        if idem is not None:
+            sql, arg = "SELECT payload FROM spool WHERE idem = ?", idem
+        else:
+            sql, arg = "SELECT payload FROM spool WHERE acceptance_no = ?", acceptance_no
+        row = await self._run(lambda: self._db.execute(sql, (arg,)).fetchone(), "read")
+        return None if row is None else Intake.from_json(row[0])
 
     async def head(self, limit: int) -> list[Spooled]:
         """The oldest ``limit`` spooled intakes, oldest first."""
-        try:
-            async with self._db.execute(
-                    "SELECT seq, payload FROM spool ORDER BY seq LIMIT ?", (limit,)) as cur:
-                rows = await cur.fetchall()
-        except _FAILURES as exc:
-            raise SpoolError(f"spool read failed: {exc}") from exc
+        rows = await self._run(lambda: self._db.execute(
+            "SELECT seq, payload FROM spool ORDER BY seq LIMIT ?", (limit,)).fetchall(), "read")
         return [Spooled(int(seq), Intake.from_json(payload)) for seq, payload in rows]
 
     async def remove_through(self, seq: int) -> None:
         """Forget every spooled intake up to and including ``seq`` (they are in Redis now)."""
+
+        def delete() -> int:
+            cur = self._db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+            self._db.commit()
+            return int(cur.rowcount)
+
         async with self._writing:
-            try:
-                await self._db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
-                await self._db.commit()
-            except _FAILURES as exc:
-                raise SpoolError(f"spool delete failed: {exc}") from exc
-            await self._load_count()
+            removed = await self._run(delete, "delete")
+            self._count = max(0, self._count - removed)
 
     async def lease(self, day: str, size: int) -> int:
         """Reserve ``size`` sequence numbers of ``day`` (YYYYMMDD); returns the first.
 
         Durable before it returns, so a crash skips numbers but never repeats one."""
-        async with self._writing:
+
+        def reserve() -> int:
             try:
-                await self._db.execute(
-                    "INSERT INTO sequence (day, next) VALUES (?, 1) ON CONFLICT (day) DO NOTHING",
-                    (day,))
-                async with self._db.execute(
-                        "UPDATE sequence SET next = next + ? WHERE day = ? RETURNING next",
-                        (size, day)) as cur:
-                    row = await cur.fetchone()
-                await self._db.commit()
-            except _FAILURES as exc:
-                raise SpoolError(f"sequence lease failed: {exc}") from exc
-        assert row is not None
-        return int(row[0]) - size
+                self._db.execute("INSERT INTO sequence (day, next) VALUES (?, 1) "
+                                 "ON CONFLICT (day) DO NOTHING", (day,))
+                row = self._db.execute("UPDATE sequence SET next = next + ? WHERE day = ? "
+                                       "RETURNING next", (size, day)).fetchone()
+                self._db.commit()
+            except BaseException:
+                with suppress(*_FAILURES):
+                    self._db.rollback()
+                raise
+            return int(row[0]) - size
+
+        return await self._run(reserve, "sequence lease")
+
+    async def aclose(self) -> None:
+        """Close the connection (on its thread) and stop the thread."""
+        with suppress(SpoolError):
+            await self._run(self._db.close, "close")
+        self._executor.shutdown(wait=False)
+
+
+def _connect(where: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(where, isolation_level="DEFERRED", check_same_thread=True)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(_SCHEMA)
+    db.commit()
+    return db
 
 
 @asynccontextmanager
 async def open_spool(path: str | Path) -> AsyncIterator[IntakeSpool]:
     """Open (creating) the spool file; the connection is closed on exit."""
     where = Path(path)
-    await asyncio.to_thread(where.parent.mkdir, parents=True, exist_ok=True)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-spool")
     try:
-        db = await aiosqlite.connect(where, isolation_level="DEFERRED")
+        await asyncio.get_running_loop().run_in_executor(
+            executor, lambda: where.parent.mkdir(parents=True, exist_ok=True))
+        db = await asyncio.get_running_loop().run_in_executor(executor, _connect, where)
     except (sqlite3.Error, OSError) as exc:
+        executor.shutdown(wait=False)
         raise SpoolError(f"cannot open the intake spool {where}: {exc}") from exc
+    spool = IntakeSpool(db, executor)
     try:
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.executescript(_SCHEMA)
-        await db.commit()
-        spool = IntakeSpool(db)
         await spool._load_count()
         if spool.count:
             log.warning("intake spool %s holds %d intake(s) not yet in Redis", where,
                         spool.count)
         yield spool
     finally:
-        await db.close()
+        await spool.aclose()

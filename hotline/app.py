@@ -32,6 +32,7 @@ from channels.keys import StreamKeys
 from channels.mailbox import MailboxPoller
 from channels.nonces import RedisNonceStore
 from channels.phone import PhoneIntake, TrackerCalls
+from channels.tasks import cancel_and_wait
 from channels.voicemail import VoicemailPoller
 from channels.web import add_intake_routes
 from config.loader import load_config
@@ -245,8 +246,9 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             await stop.wait()
             log.info("shutting down: HTTP, pollers, AMI link, then last call records")
             await site.stop()
-            mailing.cancel("shutdown")
-            voicing.cancel("shutdown")
+            # IMAP commands run under wait_for: a plain cancel can be swallowed on 3.11.
+            await cancel_and_wait(mailing, "shutdown")
+            await cancel_and_wait(voicing, "shutdown")
             await link.aclose()
             ticking.cancel("shutdown")
             writing.cancel("shutdown")

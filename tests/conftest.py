@@ -59,7 +59,7 @@ def no_blocking() -> Iterator[BlockBuster]:
             function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
             # pytest-timeout dumps every thread's stack from its SIGALRM handler, which runs
             # on the loop: let it write, or the dump of a hung test is lost.
-            function.can_block_in("pytest_timeout.py", "dump_stacks")
+            function.can_block_in("pytest_timeout.py", {"dump_stacks", "timeout_sigalrm"})
         yield buster
 
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from channels.consumer import IntakeConsumer
 from channels.durable import DurableGateway, redis_client
 from channels.intake import Intake
+from channels.tasks import cancel_and_wait
 from config.channels import ChannelsConfig
 from tests.channels.conftest import ConfigFactory, GatewayFactory
 from tests.channels.test_durable import draft
@@ -27,8 +28,7 @@ async def consuming(cfg: ChannelsConfig, gw: DurableGateway, name: str,
     try:
         yield consumer
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         await redis.aclose()
 
 

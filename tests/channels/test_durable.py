@@ -124,7 +124,7 @@ async def test_redis_and_spool_both_down_refuses(channels_config: ConfigFactory,
     cfg = channels_config(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with gateway_factory(cfg) as gw:
         assert (await gw.submit(draft(1))).where == "spool"
-        await gw.spool._db.close()          # the disk is gone (as good as)
+        await gw.spool.aclose()             # the disk is gone (as good as)
         with pytest.raises(IntakeUnavailable):
             await gw.submit(draft(2))
         assert gw.counters.refused == 1

@@ -107,8 +107,14 @@ class IntakeConsumer:
         reply = await self.redis.xreadgroup(self.keys.group, self.name, {self.keys.stream: ">"},
                                             count=self.batch, block=self.block_ms)
         entries = _entries(reply)
-        for entry_id, fields in entries:
-            await self._handle(entry_id, fields, deliveries=1)
+        done: list[str] = []
+        try:
+            for entry_id, fields in entries:
+                if await self._handle(entry_id, fields, deliveries=1):
+                    done.append(entry_id)
+        finally:
+            # Whatever was handled is acknowledged, even if we are being cancelled.
+            await self._ack(done)
         return len(entries)
 
     async def claim_once(self) -> int:
@@ -126,10 +132,16 @@ class IntakeConsumer:
             # third element); they are gone, nothing to do but forget them.
             if entries:
                 counts = await self._delivery_counts([i for i, _ in entries])
-                for entry_id, fields in entries:
-                    claimed += 1
-                    self.counters.claimed += 1
-                    await self._handle(entry_id, fields, deliveries=counts.get(entry_id, 1))
+                done: list[str] = []
+                try:
+                    for entry_id, fields in entries:
+                        claimed += 1
+                        self.counters.claimed += 1
+                        if await self._handle(entry_id, fields,
+                                              deliveries=counts.get(entry_id, 1)):
+                            done.append(entry_id)
+                finally:
+                    await self._ack(done)
             if start == "0-0":
                 return claimed
 
@@ -139,18 +151,19 @@ class IntakeConsumer:
                                                consumername=self.name)
         return {_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
-    async def _handle(self, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int) -> None:
-        entry_id = _text(entry_id)
+    async def _handle(self, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int) -> bool:
+        """Handle one entry; True when it is done and must be acknowledged (the caller
+        acknowledges a whole batch in one round trip)."""
         raw = fields.get(b"intake")
         if raw is None:
             await self.dead_letter(entry_id, fields, "bad_payload: no intake field", deliveries)
-            return
+            return False
         try:
             intake = Intake.from_json(raw)
         except ValidationError as exc:
             reason = f"bad_payload: {exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
             await self.dead_letter(entry_id, fields, reason, deliveries)
-            return
+            return False
         try:
             await self.handler(intake)
         except asyncio.CancelledError:
@@ -164,16 +177,33 @@ class IntakeConsumer:
                 await self.dead_letter(entry_id, fields, reason, deliveries)
             else:
                 await self.redis.hset(self.keys.failures, entry_id, reason)
-            return
-        # The work is done: the acknowledgement must not be lost to a cancellation.
-        await asyncio.shield(self._ack(entry_id))
+            return False
         self.counters.handled += 1
+        return True
 
-    async def _ack(self, entry_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.keys.stream, self.keys.group, entry_id)
-            pipe.hdel(self.keys.failures, entry_id)
-            await pipe.execute()
+    async def _ack(self, entry_ids: list[str]) -> None:
+        """Acknowledge handled entries in one round trip, shielded: the work is done and the
+        acknowledgement must not be lost to a cancellation (at worst, after a crash, an entry
+        is delivered again: the handler is idempotent on ``intake_id``)."""
+        if not entry_ids:
+            return
+
+        async def ack() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xack(self.keys.stream, self.keys.group, *entry_ids)
+                pipe.hdel(self.keys.failures, *entry_ids)
+                await pipe.execute()
+
+        inner = asyncio.ensure_future(ack())
+        cancelled = False
+        while not inner.done():
+            try:
+                await asyncio.shield(inner)
+            except asyncio.CancelledError:
+                cancelled = True              # finish the acknowledgement first
+        if cancelled:
+            raise asyncio.CancelledError("stopped after acknowledging")
+        inner.result()
 
     async def dead_letter(self, entry_id: str, fields: Mapping[bytes, bytes], reason: str,
                           deliveries: int) -> None:

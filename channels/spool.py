@@ -149,6 +149,7 @@ class IntakeSpool:
     async def find(self, *, idem: str | None = None,
                    acceptance_no: str | None = None) -> Intake | None:
         """A spooled intake by idempotency key or acceptance number."""
+        arg: str | None
         if idem is not None:
             sql, arg = "SELECT payload FROM spool WHERE idem = ?", idem
         else:

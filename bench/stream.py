@@ -68,6 +68,7 @@ from channels.durable import NO_METADATA_LOOKUP, open_gateway, redis_client
 from channels.intake import CHANNELS, CallDetails, Contact, Intake, IntakeDraft, Location
 from channels.keys import StreamKeys
 from channels.stream import IntakeStream
+from channels.tasks import cancel_and_wait
 from config.channels import ChannelsConfig
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -252,20 +253,6 @@ async def drive(items: Sequence[Any], concurrency: int,
     return run
 
 
-async def cancel_until_done(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait for it, cancelling again if a cancellation was lost.
-
-    Python 3.11's ``asyncio.wait_for`` swallows a cancellation that arrives as its inner
-    future completes (CPython gh-86296, fixed in 3.12), and redis-py sends every command
-    inside ``wait_for(..., socket_timeout)``: a consumer cancelled while it sends its next
-    XREADGROUP goes on reading forever. Seen here every run without this loop."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
-    with suppress(asyncio.CancelledError):
-        await task
-
-
 # --- the consumer process ------------------------------------------------------------------
 
 class ConsumerProcess:
@@ -314,12 +301,14 @@ async def consume_ours(prefix: str, n: int) -> dict[str, Any]:
     consumer = IntakeConsumer(redis, keys, "bench-router", handle)
     ack = consumer._ack
 
-    async def timed_ack(entry_id: str) -> None:   # instrumentation: time of each XACK
+    async def timed_ack(entry_ids: list[str]) -> None:   # instrumentation: each XACK batch
         nonlocal acked, first, last
-        await ack(entry_id)
-        acked += 1
+        await ack(entry_ids)
+        if not entry_ids:
+            return
+        acked += len(entry_ids)
         last = time.monotonic()
-        if acked == 1:
+        if acked == len(entry_ids):
             first = last
         if acked >= n:
             done.set()
@@ -331,7 +320,7 @@ async def consume_ours(prefix: str, n: int) -> dict[str, Any]:
         task = asyncio.create_task(consumer.run())
         with suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), CONSUMER_TIMEOUT)
-        await cancel_until_done(task)
+        await cancel_and_wait(task)
     finally:
         await redis.aclose()
     return {"acked": acked, "distinct": len(seen), "first_ack": first, "last_ack": last}

@@ -38,6 +38,20 @@ def check(path: Path | None = None, env: Mapping[str, str] | None = None, *,
     for queue in queues.queues:
         print(f"  - {queue.name} ({queue.description}): {queue.strategy}, "
               f"{len(queue.seats)} 坐席/seats", file=out)
+    ch = cfg.channels
+
+    def on(flag: bool) -> str:
+        return "开/on" if flag else "关/off"
+
+    apps = [a for a, c in ch.app.clients.items() if c.secret is not None]
+    print(f"  渠道 channels: 网站 web {on(ch.web.enabled)}, App {on(ch.app.enabled)} "
+          f"({len(apps)} 个已配密钥 / with keys), 信箱 mail {on(ch.mail.enabled)}, "
+          f"语音留言 voicemail {on(ch.phone.voicemail_dir is not None)}; "
+          f"受理编号节点 node {ch.node_id:02d}", file=out)
+    missing = [a for a, c in ch.app.clients.items() if c.secret is None]
+    if ch.app.enabled and missing:
+        print(f"  注意：App {', '.join(missing)} 未设置签名密钥（HOTLINE_APP_KEYS），其请求将被拒绝"
+              f" / note: no signing key for {', '.join(missing)}", file=out)
     if cfg.ami.secret is None:
         print("  注意：未设置 AMI 密码（HOTLINE_AMI__SECRET）/ note: no AMI secret set", file=out)
     return 0

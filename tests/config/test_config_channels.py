@@ -1,0 +1,54 @@
+"""channels.yaml: defaults, errors named by file and key, secrets from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from config.errors import ConfigError
+from config.loader import DEFAULTS_DIR, load_config
+from tests.config.conftest import WriteConfig
+
+
+def test_shipped_defaults_load_and_match_the_schema_defaults() -> None:
+    cfg = load_config(DEFAULTS_DIR, {})
+    ch = cfg.channels
+    assert ch.stream.group == "router" and ch.stream.max_deliveries == 5
+    assert ch.web.max_attachment_bytes == 5 * 1024 * 1024
+    assert not ch.mail.enabled and ch.phone.voicemail_dir is None
+
+
+def test_errors_name_channels_yaml_and_the_key(write_config: WriteConfig) -> None:
+    directory = write_config(channels="web:\n  max_attachmens: 3\nnode_id: 100\n"
+                                      "stream:\n  name: 'in take'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory, {})
+    text = "\n".join(str(i) for i in caught.value.issues)
+    assert "channels.yaml: web.max_attachmens: unknown key; did you mean " \
+           "'max_attachments'?" in text
+    assert "channels.yaml: node_id:" in text
+    assert "channels.yaml: stream.name: must be 1-64 of" in text
+
+
+def test_mail_enabled_needs_a_password_which_comes_from_the_environment(
+        write_config: WriteConfig) -> None:
+    directory = write_config(channels="mail:\n  enabled: true\n  host: imap.example.gov.cn\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory, {})
+    assert "HOTLINE_CHANNELS__MAIL__PASSWORD" in str(caught.value.issues[0])
+    cfg = load_config(directory, {"HOTLINE_CHANNELS__MAIL__PASSWORD": "s3cret-mailbox"})
+    assert cfg.channels.mail.password is not None
+    assert cfg.channels.mail.password.get_secret_value() == "s3cret-mailbox"
+
+
+def test_app_keys_from_the_environment_never_echoed(write_config: WriteConfig) -> None:
+    directory = write_config(channels="app:\n  clients:\n    citizen-app: {name: 市民通}\n")
+    cfg = load_config(directory, {"HOTLINE_APP_KEYS":
+                                  "citizen-app=key-0123456789abcdef,mini-prog=key-fedcba9876543210"})
+    clients = cfg.channels.app.clients
+    assert clients["citizen-app"].name == "市民通"
+    assert clients["citizen-app"].secret is not None
+    assert clients["mini-prog"].secret is not None
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory, {"HOTLINE_APP_KEYS": "citizen-app=short-key"})
+    text = str(caught.value.issues[0])
+    assert "at least 16 characters" in text and "short-key" not in text

@@ -123,13 +123,14 @@ class _Target:
     password: str
     folder: str
     timeout: float
+    ca_file: str | None = None
 
     @classmethod
     def of(cls, cfg: MailConfig) -> _Target:
         if cfg.password is None:
             raise MailboxError("channels.mail.password 未配置 (HOTLINE_CHANNELS__MAIL__PASSWORD)")
         return cls(cfg.host, cfg.port, cfg.tls, cfg.username, cfg.password.get_secret_value(),
-                   cfg.folder, cfg.timeout_seconds)
+                   cfg.folder, cfg.timeout_seconds, cfg.ca_file)
 
 
 class _Session:
@@ -395,7 +396,8 @@ class MailboxPoller:
         context = None
         if target.tls:
             # create_default_context() reads the CA bundle from disk: off the loop.
-            context = await asyncio.to_thread(ssl.create_default_context)
+            context = await asyncio.to_thread(ssl.create_default_context,
+                                              cafile=target.ca_file)
         lost = asyncio.Event()
         imap = aioimaplib.IMAP4(target.host, target.port, timeout=target.timeout,
                                 conn_lost_cb=lambda _exc: lost.set(), ssl_context=context)

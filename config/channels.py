@@ -134,6 +134,8 @@ class MailConfig(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 993
     tls: bool = True
+    # A city mail server with a certificate from its own CA: that CA's PEM file.
+    ca_file: str | None = None
     username: str = "mayor"
     password: SecretStr | None = None
     folder: str = "INBOX"

@@ -36,7 +36,7 @@ base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{root}/mail/%u
@@ -57,7 +57,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 """
@@ -86,7 +87,7 @@ class Dovecot:
     """One dovecot instance; :meth:`start` / :meth:`stop` may be called again (same port and
     maildir, so mail survives a restart); :meth:`destroy` removes everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         if not os.access(DOVECOT, os.X_OK):
             raise DovecotMissing(
                 f"{DOVECOT} not found: the mailbox tests need a real IMAP server. "
@@ -105,7 +106,22 @@ class Dovecot:
             (self.root / sub).mkdir()
         os.chown(self.root / "mail", account.pw_uid, account.pw_gid)
         (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        (self.root / "dovecot.conf").write_text(_CONFIG.format(root=self.root, port=self.port))
+        # With tls: IMAPS on tls_port with a fresh self-signed certificate for 127.0.0.1
+        # (``ca_file``); plain IMAP stays on ``port`` for the test's own APPENDs.
+        self.tls_port = free_port() if tls else 0
+        self.ca_file: Path | None = None
+        ssl = "ssl = no"
+        if tls:
+            self.ca_file = self.root / "cert.pem"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                 "-keyout", str(self.root / "key.pem"), "-out", str(self.ca_file)],
+                check=True, capture_output=True)
+            ssl = (f"ssl = yes\nssl_cert = <{self.ca_file}\n"
+                   f"ssl_key = <{self.root / 'key.pem'}")
+        (self.root / "dovecot.conf").write_text(_CONFIG.format(
+            root=self.root, port=self.port, tls_port=self.tls_port, ssl=ssl))
 
     @property
     def running(self) -> bool:

@@ -38,13 +38,13 @@ LAMP = "东风路与建设街交叉口往北200米的路灯已经一周不亮了
 
 
 @pytest.fixture
-def dovecot_factory() -> Iterator[Callable[[], Dovecot]]:
+def dovecot_factory() -> Iterator[Callable[..., Dovecot]]:
     """Start throwaway dovecot servers; all are stopped and their directories removed."""
     servers: list[Dovecot] = []
 
-    def make() -> Dovecot:
+    def make(tls: bool = False) -> Dovecot:
         try:
-            server = Dovecot()
+            server = Dovecot(tls=tls)
         except DovecotMissing as exc:
             pytest.fail(str(exc))
         servers.append(server)
@@ -57,7 +57,7 @@ def dovecot_factory() -> Iterator[Callable[[], Dovecot]]:
 
 
 @pytest.fixture
-def dovecot(dovecot_factory: Callable[[], Dovecot]) -> Dovecot:
+def dovecot(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
     return dovecot_factory()
 
 
@@ -383,3 +383,32 @@ def test_imap_folder_names() -> None:
     assert imap_folder("INBOX") == '"INBOX"'
     assert imap_folder("市长信箱") == '"&XgKVf0,he7E-"'
     assert imap_folder('A&B "x"') == '"A&-B \\"x\\""'
+
+
+async def test_tls_with_the_citys_own_ca_and_a_clear_error_without_it(
+        dovecot_factory: Callable[..., Dovecot],
+        make_poller: Callable[..., MailboxPoller]) -> None:
+    """IMAPS as a city mail server runs it: a certificate from its own CA (``ca_file``)."""
+    server = await asyncio.to_thread(dovecot_factory, True)
+    assert server.ca_file is not None
+    await append(server, citizen_mail(LAMP, subject="路灯不亮", message_id="<tls-1@x.cn>"))
+    trusted = mail_config(server, port=server.tls_port, tls=True, ca_file=str(server.ca_file))
+    gateway = MemoryGateway()
+    poller = make_poller(trusted, gateway)
+    try:
+        report = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert report.accepted == 1 and gateway.intakes[0].title == "路灯不亮"
+
+    # Without the CA the certificate is refused: an error naming the cause, no intake.
+    await append(server, citizen_mail(NOISE, message_id="<tls-2@x.cn>"))
+    untrusted = mail_config(server, port=server.tls_port, tls=True)
+    other = MemoryGateway()
+    poller = make_poller(untrusted, other)
+    try:
+        with pytest.raises(MailboxError, match="(?i)certificate"):
+            await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert other.intakes == []

@@ -70,6 +70,11 @@ async def _read_text(part: BodyPartReader, name: str, limit: int, budget: _Budge
             from None
 
 
+def _overhead(part: BodyPartReader) -> int:
+    """Bytes of a part's headers plus its boundary line (approximately: CRLFs, dashes)."""
+    return 64 + sum(len(k) + len(v) + 4 for k, v in part.headers.items())
+
+
 def _type_refused(name: str, mime: str, allowed: tuple[str, ...]) -> AttachmentRejected:
     return AttachmentRejected(
         415, "unsupported_attachment_type",
@@ -92,11 +97,15 @@ async def read_multipart_form(request: web.Request, cfg: WebConfig, store: Attac
     while (part := await reader.next()) is not None:
         if isinstance(part, MultipartReader):
             raise ApiError(400, "invalid_multipart", "不支持嵌套的 multipart 内容")
+        # Part headers and boundaries count toward max_body_bytes too, and every part
+        # (an empty file input included) toward the part limit: thousands of empty parts
+        # with big headers must not slip past the body limit.
+        budget.spend(_overhead(part))
+        text_parts += 1
+        if text_parts > MAX_TEXT_PARTS + cfg.max_attachments:
+            raise ApiError(422, "invalid_field", "表单字段过多", {"fields": {}})
         name = part.name or ""
         if part.filename is None:
-            text_parts += 1
-            if text_parts > MAX_TEXT_PARTS:
-                raise ApiError(422, "invalid_field", "表单字段过多", {"fields": {}})
             if name not in FORM_FIELDS:
                 # Fields the form does not have (a CSRF token, a captcha answer ...) are read
                 # past, never echoed: their names are whatever the client wrote.

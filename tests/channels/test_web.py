@@ -323,6 +323,31 @@ async def test_multipart_over_body_limit_without_length_is_413(start: Start,
         await still_accepts(h)
 
 
+async def test_many_empty_parts_with_big_headers_cannot_pass_the_body_limit(
+        start: Start, tmp_path: Path) -> None:
+    """Headers and boundaries count: 5,000 empty file inputs with 4 kB headers (20 MB) are
+    refused, not accepted under a 100 kB limit."""
+    async with start(max_body_bytes=100 * 1024) as h:
+        boundary = "xyzBOUNDARY"
+        padding = "p" * 4000
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\n"
+                   f"内容\r\n--{boundary}\r\nContent-Disposition: form-data; "
+                   f"name=\"phone\"\r\n\r\n13800138000\r\n").encode()
+            for _ in range(5000):
+                yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+                       f"filename=\"\"\r\nX-Padding: {padding}\r\n"
+                       f"Content-Type: application/octet-stream\r\n\r\n\r\n").encode()
+            yield f"--{boundary}--\r\n".encode()
+        async with h.client.post(WEB, data=stream(), headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}"}) as resp:
+            assert resp.status in (413, 422)
+            assert (await resp.json())["error"] in ("payload_too_large", "invalid_field")
+        assert await files_under(tmp_path / "att") == []
+        await still_accepts(h)
+
+
 @pytest.mark.parametrize(("name", "content", "ctype", "code"), [
     ("setup.exe", b"MZ\x90\x00", "application/x-msdownload", "unsupported_attachment_type"),
     ("noext", b"whatever", "application/octet-stream", "unsupported_attachment_type"),

@@ -146,10 +146,15 @@ class IntakeConsumer:
                 return claimed
 
     async def _delivery_counts(self, ids: Sequence[str]) -> dict[str, int]:
-        rows = await self.redis.xpending_range(self.keys.stream, self.keys.group,
-                                               min=ids[0], max=ids[-1], count=len(ids) * 2,
-                                               consumername=self.name)
-        return {_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        """Each claimed entry's delivery count, asked for by its exact id (a range could
+        miss ids with other consumers' entries between them)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xpending_range(self.keys.stream, self.keys.group, min=entry_id,
+                                    max=entry_id, count=1)
+            replies = await pipe.execute()
+        return {_text(r["message_id"]): int(r["times_delivered"])
+                for rows in replies for r in rows}
 
     async def _handle(self, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int) -> bool:
         """Handle one entry; True when it is done and must be acknowledged (the caller

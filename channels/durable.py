@@ -38,9 +38,9 @@ from channels.errors import IntakeUnavailable, SpoolError, StreamUnavailable
 from channels.gateway import Accepted, IntakeStatus
 from channels.intake import Channel, Intake, IntakeDraft
 from channels.keys import StreamKeys
-from channels.numbering import AcceptanceNumbers
+from channels.numbering import AcceptanceNumbers, SequenceExhausted
 from channels.spool import IntakeSpool, open_spool
-from channels.stream import AddResult, IntakeStream, unavailable
+from channels.stream import AddResult, IntakeStream
 from channels.tasks import cancel_and_wait
 from config.channels import ChannelsConfig
 
@@ -67,6 +67,7 @@ class GatewayCounters:
     aliased: int = 0
     refused: int = 0
     redis_failures: int = 0
+    forward_errors: int = 0
     trimmed: int = 0
 
 
@@ -87,6 +88,7 @@ class DurableGateway:
         self._recent: OrderedDict[str, Accepted] = OrderedDict()
         self._adds: list[tuple[Intake, asyncio.Future[AddResult]]] = []
         self._adding = asyncio.Lock()
+        self._inflight: set[asyncio.Future[None]] = set()
 
     @property
     def spooled(self) -> int:
@@ -137,24 +139,34 @@ class DurableGateway:
         async with self._adding:
             while self._adds and not future.done():
                 batch, self._adds = self._adds, []
-                try:
-                    results = await self.stream.add_many([i for i, _ in batch])
-                except BaseException as exc:
-                    for _, waiting in batch:
-                        if waiting is not future and not waiting.done():
-                            waiting.set_exception(
-                                exc if isinstance(exc, Exception)
-                                else StreamUnavailable("add interrupted"))
-                    raise
-                for (_, waiting), result in zip(batch, results, strict=True):
-                    if not waiting.done():
-                        waiting.set_result(result)
+                # Shielded: a cancelled caller must not turn the others' intakes into false
+                # failures (they may well be in Redis).
+                adding = asyncio.ensure_future(self._add_batch(batch))
+                self._inflight.add(adding)
+                adding.add_done_callback(self._inflight.discard)
+                await asyncio.shield(adding)
         return await future
+
+    async def _add_batch(self, batch: list[tuple[Intake, asyncio.Future[AddResult]]]) -> None:
+        """One pipelined add; resolves every future in ``batch`` (result or error)."""
+        try:
+            results = await self.stream.add_many([i for i, _ in batch])
+        except BaseException as exc:
+            error = exc if isinstance(exc, StreamUnavailable) else StreamUnavailable(repr(exc))
+            for _, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(error)
+            if isinstance(exc, StreamUnavailable):
+                return
+            raise
+        for (_, waiting), result in zip(batch, results, strict=True):
+            if not waiting.done():
+                waiting.set_result(result)
 
     async def _number(self) -> str:
         try:
             return await self.numbers.issue(self.clock())
-        except SpoolError as exc:
+        except (SpoolError, SequenceExhausted) as exc:
             self.counters.refused += 1
             raise IntakeUnavailable(f"cannot number the intake: {exc}") from exc
 
@@ -188,12 +200,7 @@ class DurableGateway:
         """See :meth:`channels.gateway.IntakeGateway.status`."""
         try:
             found = await self.stream.status(acceptance_no)
-        except RedisError as exc:
-            if not unavailable(exc):
-                raise
-            found = None
-            redis_ok = False
-        except OSError:
+        except (RedisError, OSError):
             found, redis_ok = None, False
         else:
             redis_ok = True
@@ -219,16 +226,16 @@ class DurableGateway:
             return spooled.acceptance_no
         try:
             return await self.stream.lookup(key)
-        except RedisError as exc:
-            if not unavailable(exc):
-                raise
-        except OSError:
+        except (RedisError, OSError):
             pass
         log.warning("Redis does not answer: thread look-up of %s skipped", channel)
         return None
 
     async def forward_forever(self) -> None:
-        """Move spooled intakes to Redis, oldest first, whenever Redis answers."""
+        """Move spooled intakes to Redis, oldest first, whenever Redis answers.
+
+        Never ends on an error (that would leave every later intake in the spool): each is
+        logged and counted, and the forwarder tries again after ``retry_seconds``."""
         retry = self.cfg.redis.retry_seconds
         while True:
             if self.spooled == 0:
@@ -238,14 +245,15 @@ class DurableGateway:
                     continue
             try:
                 moved = await self.forward_once()
-            except (StreamUnavailable, SpoolError) as exc:
-                if isinstance(exc, StreamUnavailable):
-                    self._down(exc)
-                else:
-                    log.error("intake spool cannot be read for forwarding: %s", exc)
-                self._wake.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), retry)
+            except StreamUnavailable as exc:
+                self._down(exc)
+                # Spool writes keep setting _wake: during an outage wait the full interval.
+                await asyncio.sleep(retry)
+                continue
+            except Exception:
+                self.counters.forward_errors += 1
+                log.exception("intake forwarder failed; trying again in %.1f s", retry)
+                await asyncio.sleep(retry)
                 continue
             if moved == 0 and self.spooled:
                 # Writes in flight; they land in a moment.

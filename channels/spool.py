@@ -66,6 +66,7 @@ class IntakeSpool:
         self._pending: list[tuple[Intake, asyncio.Future[Intake]]] = []
         self._writing: asyncio.Lock = asyncio.Lock()
         self.commits = 0                   # group commits made (a batch each)
+        self._inflight: set[asyncio.Future[None]] = set()
 
     @property
     def count(self) -> int:
@@ -98,14 +99,12 @@ class IntakeSpool:
         async with self._writing:
             while self._pending and not future.done():
                 batch, self._pending = self._pending, []
-                try:
-                    await self._write(batch)
-                except BaseException:
-                    # Cancelled mid-write: the others in this batch must not wait forever.
-                    for _, waiting in batch:
-                        if waiting is not future and not waiting.done():
-                            waiting.set_exception(SpoolError("spool write interrupted"))
-                    raise
+                # Shielded: if this caller is cancelled the batch still completes and every
+                # other waiter learns the truth (durable or not), never a false error.
+                write = asyncio.ensure_future(self._write(batch))
+                self._inflight.add(write)
+                write.add_done_callback(self._inflight.discard)
+                await asyncio.shield(write)
         return await future
 
     def _write_sync(self, rows: list[tuple[str, str, str, str]]) -> list[str | None]:
@@ -131,14 +130,19 @@ class IntakeSpool:
         return out
 
     async def _write(self, batch: list[tuple[Intake, asyncio.Future[Intake]]]) -> None:
+        """Write ``batch`` in one commit and resolve every waiter's future (always: with the
+        stored intake, or with the error)."""
         rows = [(i.idempotency_key, i.acceptance_no, i.intake_id, i.to_json()) for i, _ in batch]
         try:
             written = await self._run(lambda: self._write_sync(rows), "write")
-        except SpoolError as error:
+        except BaseException as exc:
+            error = exc if isinstance(exc, SpoolError) else SpoolError(f"spool write: {exc!r}")
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
-            return
+            if isinstance(exc, SpoolError):
+                return
+            raise
         self.commits += 1
         for (intake, future), existing in zip(batch, written, strict=True):
             if existing is None:

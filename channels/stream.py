@@ -97,12 +97,10 @@ class IntakeStream:
         keys, args = self._args(intake)
         try:
             raw = await self._add(keys=keys, args=args)
-        except RedisError as exc:
-            if unavailable(exc):
-                raise StreamUnavailable(str(exc)) from exc
-            raise
-        except OSError as exc:
-            raise StreamUnavailable(str(exc)) from exc
+        except (RedisError, OSError) as exc:
+            # Not only "no answer": OOM, MISCONF (cannot persist), NOPERM ... all mean Redis
+            # cannot take the intake now, and the spool can.
+            raise StreamUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return self._decode(intake, cast(Sequence[Any], raw))
 
     async def add_many(self, intakes: Sequence[Intake]) -> list[AddResult]:
@@ -113,12 +111,8 @@ class IntakeStream:
                     keys, args = self._args(intake)
                     await self._add(keys=keys, args=args, client=pipe)
                 raws = await pipe.execute()
-        except RedisError as exc:
-            if unavailable(exc):
-                raise StreamUnavailable(str(exc)) from exc
-            raise
-        except OSError as exc:
-            raise StreamUnavailable(str(exc)) from exc
+        except (RedisError, OSError) as exc:
+            raise StreamUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return [self._decode(i, r) for i, r in zip(intakes, raws, strict=True)]
 
     @staticmethod
@@ -133,10 +127,13 @@ class IntakeStream:
         """Record that ``acceptance_no`` (given while Redis was down, to a re-submission)
         means the earlier ``original``; a status query follows it."""
         key = self.keys.status(acceptance_no)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"alias_of": original})
-            pipe.expire(key, self.ttl)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"alias_of": original})
+                pipe.expire(key, self.ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StreamUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def lookup(self, idempotency_key: str) -> str | None:
         """The acceptance number given to ``idempotency_key``, or None."""
@@ -177,34 +174,40 @@ class IntakeStream:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def trim(self, max_len: int) -> int:
+    async def trim(self, max_len: int, page: int = 1000) -> int:
         """Trim acknowledged entries beyond ``max_len``; never an unacknowledged one.
 
         The cut is the smallest of: the first entry beyond ``max_len`` from the end, each
         group's oldest pending entry and each group's last delivered entry. No group at all
-        means nobody has read anything yet: nothing is trimmed. Returns entries removed."""
+        means nobody has read anything yet: nothing is trimmed. Works through the excess
+        ``page`` ids at a time (only ids are needed, but XRANGE returns whole entries).
+        Returns entries removed."""
         stream = self.keys.stream
-        length = int(await self.redis.xlen(stream))
-        excess = length - max_len
-        if excess <= 0:
-            return 0
-        groups = await self.redis.xinfo_groups(stream)
+        groups = await self.redis.xinfo_groups(stream) if await self.redis.exists(stream) \
+            else []
         if not groups:
             return 0
-        # The id just after the excess: entries older than it may go.
-        batch = await self.redis.xrange(stream, "-", "+", count=min(excess + 1, 100_000)) or []
-        if len(batch) <= excess:
-            return 0
-        cut = _stream_id(batch[excess][0])
+        boundary = min(_stream_id(g["last-delivered-id"]) for g in groups)
         for group in groups:
-            cut = min(cut, _stream_id(group["last-delivered-id"]))
             if int(group["pending"]) > 0:
                 summary = await self.redis.xpending(stream, group["name"])
-                cut = min(cut, _stream_id(summary["min"]))
-        if cut <= (0, 0):
-            return 0
-        removed = await self.redis.xtrim(stream, minid=f"{cut[0]}-{cut[1]}", approximate=False)
-        return int(removed)
+                boundary = min(boundary, _stream_id(summary["min"]))
+        removed = 0
+        while True:
+            excess = int(await self.redis.xlen(stream)) - max_len
+            if excess <= 0:
+                return removed
+            batch = await self.redis.xrange(stream, "-", "+", count=min(excess, page) + 1) or []
+            if len(batch) < 2:
+                return removed
+            cut = min(_stream_id(batch[min(excess, len(batch) - 1)][0]), boundary)
+            if cut <= _stream_id(batch[0][0]):
+                return removed               # the rest is not acknowledged yet
+            n = int(await self.redis.xtrim(stream, minid=f"{cut[0]}-{cut[1]}",
+                                           approximate=False))
+            if n == 0:
+                return removed
+            removed += n
 
 
 def _stream_id(value: Any) -> tuple[int, int]:

@@ -174,4 +174,18 @@ async def test_trim_keeps_every_unacknowledged_entry(
         await stream.redis.xack(stream.keys.stream, stream.keys.group,
                                 *[i for i, _ in rest[0][1]])
         await stream.trim(max_len=5)
-        assert await stream.redis.xlen(stream.keys.stream) in (5, 6)
+        assert await stream.redis.xlen(stream.keys.stream) == 5
+
+
+async def test_trim_works_through_an_excess_larger_than_one_page(
+        channels_config: ConfigFactory, gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory(channels_config(), background=False) as gw:
+        stream = gw.stream
+        for n in range(60):
+            await gw.submit(draft(n))
+        reply = await stream.redis.xreadgroup(stream.keys.group, "c", {stream.keys.stream: ">"})
+        await stream.redis.xack(stream.keys.stream, stream.keys.group,
+                                *[i for i, _ in reply[0][1]])
+        # An excess of 55 read 7 ids at a time.
+        assert await stream.trim(max_len=5, page=7) == 55
+        assert await stream.redis.xlen(stream.keys.stream) == 5

@@ -128,3 +128,45 @@ async def test_redis_and_spool_both_down_refuses(channels_config: ConfigFactory,
         with pytest.raises(IntakeUnavailable):
             await gw.submit(draft(2))
         assert gw.counters.refused == 1
+
+
+async def test_a_cancelled_caller_never_turns_the_others_into_false_failures(
+        channels_config: ConfigFactory, gateway_factory: GatewayFactory) -> None:
+    """Group commit / coalesced adds: the first caller leads the batch; cancelling it (a
+    shutdown, a client gone) must not fail the others, whose intakes are durable."""
+    cfg = channels_config(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with gateway_factory(cfg, background=False) as gw:
+        intakes = [Intake(**draft(n).model_dump(), intake_id=f"{n:032x}",
+                          acceptance_no=f"2026112301{n:06d}") for n in range(20)]
+        first = asyncio.create_task(gw.spool.put(intakes[0]))
+        await asyncio.sleep(0)               # first is writing; the others queue behind it
+        puts = [asyncio.create_task(gw.spool.put(i)) for i in intakes[1:]]
+        await asyncio.sleep(0)
+        await first
+        await asyncio.sleep(0)               # puts[0] now leads the batch of the other 19
+        puts[0].cancel()
+        results = await asyncio.gather(*puts, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert all(isinstance(r, Intake) for r in results[1:]), results
+        assert gw.spool.commits == 2         # 1 + a batch of 19, led by the cancelled one
+        assert gw.spool.count == 20          # the leader's own intake was written too
+
+
+async def test_the_forwarder_survives_any_error_and_goes_on(
+        channels_config: ConfigFactory, gateway_factory: GatewayFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with gateway_factory(channels_config(redis={"retry_seconds": 0.05})) as gw:
+        real_head = gw.spool.head
+        failures = iter([ValueError("a bug")])
+
+        async def flaky_head(limit: int) -> list[object]:
+            for error in failures:
+                raise error
+            return await real_head(limit)  # type: ignore[return-value]
+
+        monkeypatch.setattr(gw.spool, "head", flaky_head)
+        gw.redis_up = False                  # as after an outage: intakes go to the spool
+        numbers = [(await gw.submit(draft(n))).acceptance_no for n in range(3)]
+        await eventually(lambda: gw.spool.count == 0, what="forwarded after the error")
+        assert gw.counters.forward_errors == 1
+        assert [i.acceptance_no for i in await stream_intakes(gw)] == numbers

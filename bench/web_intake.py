@@ -5,8 +5,11 @@
 
 The server under test is the service's HTTP stack for the website form
 (``channels.web.add_intake_routes`` behind ``hotline.http_errors.error_middleware``) with the
-real durable gateway (``channels.durable.open_gateway``) on the machine's Redis
-(127.0.0.1:6379) under a throwaway key prefix; rate limits off. Every request is a valid JSON
+real durable gateway (``channels.durable.open_gateway``); rate limits off. Redis is, by default,
+a private ``redis-server`` started for the run with AOF on and ``appendfsync always`` (every
+write on disk before Redis answers: "accepted" means durable, as production must run it);
+``--redis everysec`` relaxes that to one fsync a second, ``--redis shared`` uses the machine's
+Redis at 127.0.0.1:6379 (which keeps nothing on disk). Every request is a valid JSON
 form with its own ``submission_id``, so each one is a new intake. ``wrk`` runs a Lua script
 (written next to this file at run time) that builds the bodies, counts the answers by status
 and collects every acceptance number it was given.
@@ -31,6 +34,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -118,18 +122,21 @@ end
 """
 
 
-def bench_config(prefix: str, workdir: Path) -> Any:
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def bench_config(prefix: str, workdir: Path, redis_url: str = SHARED_REDIS) -> Any:
     from config.channels import ChannelsConfig
 
     return ChannelsConfig.model_validate({
-        "redis": {"url": "redis://127.0.0.1:6379/0", "key_prefix": prefix},
+        "redis": {"url": redis_url, "key_prefix": prefix},
         "spool": {"path": str(workdir / "spool.db")},
         "web": {"rate_limit_per_minute": 0, "attachments_dir": str(workdir / "attachments")},
     })
 
 
 # -- the server process -------------------------------------------------------------------
-async def serve(port: int, prefix: str, workdir: Path) -> None:
+async def serve(port: int, prefix: str, workdir: Path, redis_url: str) -> None:
     """Run the form endpoints over the durable gateway until SIGTERM; print the gateway's
     counters as the last line."""
     from aiohttp import web
@@ -140,7 +147,7 @@ async def serve(port: int, prefix: str, workdir: Path) -> None:
     from channels.web import add_intake_routes
     from hotline.http_errors import error_middleware
 
-    cfg = bench_config(prefix, workdir)
+    cfg = bench_config(prefix, workdir, redis_url)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with open_gateway(cfg) as gateway:
@@ -182,16 +189,15 @@ def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def stream_numbers(prefix: str) -> tuple[set[str], int]:
+async def stream_numbers(prefix: str, redis_url: str) -> tuple[set[str], int]:
     """Acceptance numbers of every entry in the intake stream, and the entry count."""
     import redis.asyncio as aioredis
 
     from channels.durable import NO_METADATA_LOOKUP
     from channels.keys import StreamKeys
 
-    keys = StreamKeys.from_config(bench_config(prefix, Path("/nonexistent")))
-    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0",
-                                     driver_info=NO_METADATA_LOOKUP["driver_info"])
+    keys = StreamKeys.from_config(bench_config(prefix, Path("/nonexistent"), redis_url))
+    client = aioredis.Redis.from_url(redis_url, driver_info=NO_METADATA_LOOKUP["driver_info"])
     numbers: set[str] = set()
     entries = 0
     try:
@@ -209,13 +215,12 @@ async def stream_numbers(prefix: str) -> tuple[set[str], int]:
         await client.aclose()
 
 
-async def drop_prefix(prefix: str) -> None:
+async def drop_prefix(prefix: str, redis_url: str) -> None:
     import redis.asyncio as aioredis
 
     from channels.durable import NO_METADATA_LOOKUP
 
-    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0",
-                                     driver_info=NO_METADATA_LOOKUP["driver_info"])
+    client = aioredis.Redis.from_url(redis_url, driver_info=NO_METADATA_LOOKUP["driver_info"])
     try:
         batch: list[bytes] = []
         async for key in client.scan_iter(match="{" + prefix + "}*", count=5000):
@@ -229,6 +234,31 @@ async def drop_prefix(prefix: str) -> None:
         await client.aclose()
 
 
+def start_redis(mode: str, workdir: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """The Redis to run against: a private AOF server (``always``/``everysec``) or shared."""
+    if mode == "shared":
+        return None, SHARED_REDIS
+    port = free_port()
+    data = workdir / "redis"
+    data.mkdir()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+         "--appendonly", "yes", "--appendfsync", mode, "--save", "",
+         "--logfile", str(data / "redis.log")])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    sys.exit("private redis-server did not start")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd")
@@ -236,15 +266,19 @@ def main() -> None:
     server.add_argument("--port", type=int, required=True)
     server.add_argument("--prefix", required=True)
     server.add_argument("--dir", type=Path, required=True)
+    server.add_argument("--redis-url", required=True)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--warmup-seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--redis", choices=("always", "everysec", "shared"), default="always",
+                        help="private redis-server with AOF appendfsync always (default) or "
+                             "everysec, or the machine's shared Redis (no persistence)")
     args = parser.parse_args()
 
     if args.cmd == "serve":
         os.sched_setaffinity(0, {SERVER_CPU})
         logging.basicConfig(level=logging.WARNING)
-        asyncio.run(serve(args.port, args.prefix, args.dir))
+        asyncio.run(serve(args.port, args.prefix, args.dir, args.redis_url))
         return
 
     if shutil.which("wrk") is None:
@@ -257,9 +291,10 @@ def main() -> None:
         workdir = Path(tmp)
         script = workdir / "load.lua"
         script.write_text(LUA)
+        redis_proc, redis_url = start_redis(args.redis, workdir)
         proc = subprocess.Popen(
             [sys.executable, __file__, "serve", "--port", str(port), "--prefix", prefix,
-             "--dir", str(workdir)], stdout=subprocess.PIPE, text=True)
+             "--dir", str(workdir), "--redis-url", redis_url], stdout=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "READY":
@@ -279,9 +314,12 @@ def main() -> None:
         counters_line = [line for line in out.splitlines() if line.startswith("COUNTERS ")]
         counters = json.loads(counters_line[-1][9:]) if counters_line else {}
         try:
-            in_stream, entries = asyncio.run(stream_numbers(prefix))
+            in_stream, entries = asyncio.run(stream_numbers(prefix, redis_url))
         finally:
-            asyncio.run(drop_prefix(prefix))
+            asyncio.run(drop_prefix(prefix, redis_url))
+            if redis_proc is not None:
+                redis_proc.terminate()
+                redis_proc.wait(timeout=30)
 
     accepted_numbers = warm.pop("numbers") + main_run.pop("numbers")
     missing = sum(1 for n in accepted_numbers if n not in in_stream)
@@ -302,7 +340,7 @@ def main() -> None:
         "accepted_incl_warmup": len(accepted_numbers), "stream_entries": entries,
         "missing_from_stream": missing, "gateway": counters,
         "seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
-        "connections": args.connections, "server_cpu_pct": round(100 * server_cpu / wall, 1),
+        "redis": args.redis, "connections": args.connections, "server_cpu_pct": round(100 * server_cpu / wall, 1),
         "met": value >= TARGET and p99_ms < P99_TARGET_MS and missing == 0
                and main_run["other_status"] == 0,
     }

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from channels.errors import IntakeUnavailable
-from channels.gateway import Accepted, IntakeGateway
+from channels.gateway import Accepted, IntakeGateway, IntakeStatus
 from channels.intake import IntakeDraft
 from channels.request_body import json_response
 from channels.web_form import FormInvalid
@@ -17,6 +17,17 @@ from hotline.http_errors import ApiError
 log = logging.getLogger(__name__)
 
 STATUS_TEXT = {"accepted": "已受理"}
+
+
+def status_response(status: IntakeStatus, *, with_thread: bool = False) -> web.Response:
+    """The citizen's view of an intake's status (never cached)."""
+    body: dict[str, str | None] = {
+        "acceptance_no": status.acceptance_no, "status": status.status,
+        "status_text": STATUS_TEXT.get(status.status, status.status),
+        "channel": status.channel, "received_at": status.received_at.isoformat()}
+    if with_thread:
+        body["thread_of"] = status.thread_of
+    return json_response(body, headers={"Cache-Control": "no-store"})
 
 
 def invalid_form(exc: FormInvalid) -> ApiError:

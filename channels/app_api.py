@@ -28,11 +28,11 @@ import re
 
 from aiohttp import web
 
-from channels.answers import STATUS_TEXT, invalid_form, submit
+from channels.answers import invalid_form, status_response, submit
 from channels.errors import ChannelError
 from channels.http_deps import IntakeHttp, remote_address, state
 from channels.nonces import NonceStoreFull
-from channels.request_body import JSON_BODY_LIMIT, json_response, parse_json_object, read_body
+from channels.request_body import JSON_BODY_LIMIT, parse_json_object, read_body
 from channels.signing import SignatureRejected, check_window, parse_headers, verify
 from channels.web_form import FormInvalid, Limits, build_draft, parse_app_form
 from hotline.http_errors import ApiError
@@ -112,8 +112,4 @@ async def app_status(request: web.Request) -> web.Response:
     if status is None or status.channel != "app" or not hmac.compare_digest(
             (status.app_user_id or "").encode(), owner):
         raise ApiError(404, "not_found", "未找到该受理编号")
-    return json_response(
-        {"acceptance_no": status.acceptance_no, "status": status.status,
-         "status_text": STATUS_TEXT.get(status.status, status.status),
-         "channel": status.channel, "received_at": status.received_at.isoformat(),
-         "thread_of": status.thread_of}, headers={"Cache-Control": "no-store"})
+    return status_response(status, with_thread=True)

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 
 from channels.errors import IntakeUnavailable, SpoolError, StreamUnavailable
 from channels.gateway import Accepted, IntakeStatus
-from channels.intake import Channel, Intake, IntakeDraft
+from channels.intake import Channel, Intake, IntakeDraft, utc_now
 from channels.keys import StreamKeys
 from channels.numbering import AcceptanceNumbers, SequenceExhausted
 from channels.spool import IntakeSpool, open_spool
@@ -51,9 +51,6 @@ FORWARD_BATCH = 200
 # ("提交" pressed twice, an app retry) gets the same number even if Redis dies in between.
 RECENT_KEYS = 50_000
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

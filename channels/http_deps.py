@@ -5,19 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 
 from channels.attachments import AttachmentStore
 from channels.gateway import IntakeGateway
+from channels.intake import utc_now
 from channels.nonces import NonceStore
 from channels.ratelimit import RateLimits, client_ip
 from config.channels import ChannelsConfig
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

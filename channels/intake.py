@@ -19,6 +19,11 @@ Channel = Literal["web", "app", "mail", "phone", "voicemail"]
 CHANNELS: tuple[Channel, ...] = ("web", "app", "mail", "phone", "voicemail")
 
 
+def utc_now() -> datetime:
+    """Now, in UTC (every channel's default clock)."""
+    return datetime.now(UTC)
+
+
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("received_at must carry a time zone")

@@ -38,7 +38,3 @@ class StreamKeys:
     def failures(self) -> str:
         """Hash: stream entry id → the last handler error (kept for the dead letter)."""
         return f"{self.prefix}:intake-failures"
-
-    def nonce(self, app_id: str, nonce: str) -> str:
-        """A mobile app request nonce (replay protection)."""
-        return f"{self.prefix}:nonce:{app_id}:{nonce}"

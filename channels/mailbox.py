@@ -40,7 +40,7 @@ import secrets
 import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -49,6 +49,7 @@ import aioimaplib  # type: ignore[import-untyped]
 from channels.attachments import AttachmentStore
 from channels.errors import ChannelError, IntakeUnavailable
 from channels.gateway import IntakeGateway
+from channels.intake import utc_now
 from channels.mime import (
     AttachmentPayload,
     MailLimits,
@@ -69,9 +70,6 @@ BATCH: Final = 100                  # mails per round; the rest follow without w
 HEADER_FETCH_BYTES: Final = 256 * 1024
 LOGOUT_TIMEOUT: Final = 2.0
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class MailboxError(ChannelError):

@@ -34,7 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from channels.errors import ChannelError, IntakeUnavailable
 from channels.gateway import Accepted, IntakeGateway
-from channels.intake import CallDetails, Contact, IntakeDraft, Location
+from channels.intake import CallDetails, Contact, IntakeDraft, Location, utc_now
 from channels.web_form import LABELS, clean_line, clean_text, normalize_phone, phone_key
 from telephony.calls import CallTracker
 from telephony.model import CallPhase, CallRecord
@@ -62,9 +62,6 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_field": 422, "no_call": 404, "not_your_call": 403, "intake_unavailable": 503,
 }
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PhoneIntakeError(ChannelError):

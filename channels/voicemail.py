@@ -83,8 +83,8 @@ from pydantic import ValidationError
 from channels.attachments import AttachmentStore
 from channels.errors import ChannelError, IntakeUnavailable
 from channels.gateway import IntakeGateway
-from channels.intake import Attachment, CallDetails, Contact, IntakeDraft
-from channels.phone import caller_phone
+from channels.intake import Attachment, CallDetails, Contact, IntakeDraft, utc_now
+from channels.phone import WITHHELD_NUMBERS, caller_phone
 from channels.web_form import CHINA, clean_line
 from config.channels import PhoneConfig
 from hotline.logs import mask_text
@@ -114,11 +114,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _CALLERID = re.compile(r'^\s*(?:"(?P<quoted>.*)"|(?P<plain>[^<]*?))\s*<(?P<number>[^>]*)>\s*$')
 _NUMBER_LIKE = re.compile(r"^[0-9+*#\-\s()]+$")
-_PLACEHOLDERS: Final = frozenset({"", "unknown", "anonymous", "<unknown>", "restricted"})
+_PLACEHOLDERS: Final = WITHHELD_NUMBERS | {"<unknown>"}
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class VoicemailError(ChannelError):

@@ -32,7 +32,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from channels import app_api
-from channels.answers import STATUS_TEXT, invalid_form, submit
+from channels.answers import invalid_form, status_response, submit
 from channels.attachments import AttachmentRejected
 from channels.cors import CorsPolicy
 from channels.errors import ChannelError
@@ -44,7 +44,7 @@ from channels.http_deps import (
     state,
 )
 from channels.ratelimit import RateLimits, retry_after_header
-from channels.request_body import JSON_BODY_LIMIT, json_response, parse_json_object, read_body
+from channels.request_body import JSON_BODY_LIMIT, parse_json_object, read_body
 from channels.web_form import (
     FormInvalid,
     Limits,
@@ -174,11 +174,7 @@ async def query_status(request: web.Request) -> web.Response:
     if status is None or not key or not hmac.compare_digest(
             phone_key(status.phone).encode(), key.encode()):
         raise ApiError(404, "not_found", "未找到该受理编号，或联系电话与受理时填写的不一致")
-    return json_response(
-        {"acceptance_no": status.acceptance_no, "status": status.status,
-         "status_text": STATUS_TEXT.get(status.status, status.status),
-         "channel": status.channel, "received_at": status.received_at.isoformat()},
-        headers={"Cache-Control": "no-store"})
+    return status_response(status)
 
 
 @lru_cache(maxsize=8)

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from channels.intake import Intake
 from channels.keys import StreamKeys
-from channels.stream import unavailable
+from channels.stream import ensure_group, text, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ class ConsumerCounters:
     claimed: int = 0
     dead_lettered: int = 0
     redis_errors: int = 0
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class IntakeConsumer:
@@ -94,12 +90,7 @@ class IntakeConsumer:
                 await asyncio.sleep(self.retry_seconds)
 
     async def _ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.stream, self.keys.group, id="0",
-                                           mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await ensure_group(self.redis, self.keys)
         self._group_ready = True
 
     async def read_once(self) -> int:
@@ -126,8 +117,8 @@ class IntakeConsumer:
             reply = await self.redis.xautoclaim(self.keys.stream, self.keys.group, self.name,
                                                 self.claim_idle_ms, start_id=start,
                                                 count=self.batch)
-            start = _text(reply[0])
-            entries = [(_text(i), f) for i, f in reply[1] if f is not None]
+            start = text(reply[0])
+            entries = [(text(i), f) for i, f in reply[1] if f is not None]
             # Entries deleted (trimmed) while pending come back as ids only (Redis 7: in a
             # third element); they are gone, nothing to do but forget them.
             if entries:
@@ -153,7 +144,7 @@ class IntakeConsumer:
                 pipe.xpending_range(self.keys.stream, self.keys.group, min=entry_id,
                                     max=entry_id, count=1)
             replies = await pipe.execute()
-        return {_text(r["message_id"]): int(r["times_delivered"])
+        return {text(r["message_id"]): int(r["times_delivered"])
                 for rows in replies for r in rows}
 
     async def _handle(self, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int) -> bool:
@@ -218,7 +209,7 @@ class IntakeConsumer:
             b"intake": fields.get(b"intake", b""), "stream_id": entry_id, "reason": reason,
             "deliveries": deliveries, "consumer": self.name,
             "at": datetime.now(UTC).isoformat()}
-        if previous is not None and _text(previous) != reason:
+        if previous is not None and text(previous) != reason:
             record["previous_reason"] = previous
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.dead_letter, record)
@@ -236,5 +227,5 @@ def _entries(reply: Any) -> list[tuple[str, Mapping[bytes, bytes]]]:
     for _, items in reply or ():
         for entry_id, fields in items:
             if fields is not None:
-                out.append((_text(entry_id), fields))
+                out.append((text(entry_id), fields))
     return out

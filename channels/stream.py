@@ -64,7 +64,8 @@ class AddResult:
     stream_id: str | None
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A Redis reply value (bytes or str) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -89,7 +90,7 @@ class IntakeStream:
 
     @staticmethod
     def _result(raw: Sequence[Any]) -> tuple[bool, str]:
-        return bool(int(raw[0])), _text(raw[1])
+        return bool(int(raw[0])), text(raw[1])
 
     async def add(self, intake: Intake) -> AddResult:
         """Add ``intake`` unless its idempotency key is known. Raises
@@ -138,7 +139,7 @@ class IntakeStream:
     async def lookup(self, idempotency_key: str) -> str | None:
         """The acceptance number given to ``idempotency_key``, or None."""
         raw = await self.redis.get(self.keys.idempotency(idempotency_key))
-        return None if raw is None else _text(raw).partition(" ")[0]
+        return None if raw is None else text(raw).partition(" ")[0]
 
     async def status(self, acceptance_no: str) -> IntakeStatus | None:
         """The status hash of ``acceptance_no`` (following an alias once), or None."""
@@ -147,7 +148,7 @@ class IntakeStream:
                        await self.redis.hgetall(self.keys.status(acceptance_no)))
             if not raw:
                 return None
-            fields = {_text(k): _text(v) for k, v in raw.items()}
+            fields = {text(k): text(v) for k, v in raw.items()}
             if "alias_of" in fields and "intake_id" not in fields:
                 acceptance_no = fields["alias_of"]
                 continue
@@ -165,14 +166,8 @@ class IntakeStream:
         await self.redis.hset(self.keys.status(acceptance_no), "status", status)
 
     async def ensure_group(self) -> None:
-        """Create the consumer group (and the stream) if missing; start from the beginning so
-        intakes added before the first consumer are not skipped."""
-        try:
-            await self.redis.xgroup_create(self.keys.stream, self.keys.group, id="0",
-                                           mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """See :func:`ensure_group`."""
+        await ensure_group(self.redis, self.keys)
 
     async def trim(self, max_len: int, page: int = 1000) -> int:
         """Trim acknowledged entries beyond ``max_len``; never an unacknowledged one.
@@ -210,6 +205,16 @@ class IntakeStream:
             removed += n
 
 
+async def ensure_group(redis: aioredis.Redis, keys: StreamKeys) -> None:
+    """Create the consumer group (and the stream) if missing; start from the beginning so
+    intakes added before the first consumer are not skipped."""
+    try:
+        await redis.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
 def _stream_id(value: Any) -> tuple[int, int]:
-    ms, _, seq = _text(value).partition("-")
+    ms, _, seq = text(value).partition("-")
     return int(ms), int(seq or 0)

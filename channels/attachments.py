@@ -53,6 +53,10 @@ class AttachmentRejected(ChannelError):
         self.details = details or {}
 
 
+class TooLarge(ValueError):
+    """A file copied into the store turned out larger than allowed."""
+
+
 def safe_name(filename: str | None) -> str:
     """The base name only (no directories, percent-encoding undone), without control
     characters, at most 255 characters; "附件" when nothing is left."""
@@ -185,6 +189,51 @@ class AttachmentStore:
             raise
         return StagedFile(name, content_type, size, digest.hexdigest(), temp)
 
+    def put_bytes(self, data: bytes) -> tuple[str, Path]:
+        """Blocking (call in a thread): store ``data`` durably (fsync'd file and directory)
+        at its content address; returns (sha256, path). Mail attachments use it."""
+        sha = hashlib.sha256(data).hexdigest()
+        final = self.path_for(sha)
+        if final.exists() and final.stat().st_size == len(data):
+            return sha, final
+        temp = self._tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            handle = _open_temp(temp)
+            handle.write(data)
+            _sync_close(handle)
+            _move_into_place(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+        return sha, final
+
+    def put_file(self, source: Path, max_bytes: int) -> tuple[str, int, Path]:
+        """Blocking (call in a thread): copy ``source`` durably to its content address;
+        returns (sha256, size, path). Raises :class:`TooLarge` past ``max_bytes`` (a file
+        still growing). Voicemail recordings use it."""
+        temp = self._tmp / f"{uuid.uuid4().hex}.part"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(source, "rb") as src:
+                handle = _open_temp(temp)
+                try:
+                    while chunk := src.read(CHUNK_BYTES):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise TooLarge(f"{source.name} is over {max_bytes} bytes")
+                        digest.update(chunk)
+                        handle.write(chunk)
+                except BaseException:
+                    handle.close()
+                    raise
+                _sync_close(handle)
+            sha = digest.hexdigest()
+            final = self.path_for(sha)
+            _move_into_place(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+        return sha, size, final
+
     async def commit(self, staged: StagedFile) -> Attachment:
         """Move a staged file to its content address (kept if the bytes are already there)."""
         final = self.path_for(staged.sha256)
@@ -216,8 +265,13 @@ def _move_into_place(temp: Path, final: Path) -> None:
         return
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, final)
-    directory = os.open(final.parent, os.O_RDONLY)
+    fsync_dir(final.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` survive a crash (blocking)."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)

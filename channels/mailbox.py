@@ -33,10 +33,8 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import random
 import re
-import secrets
 import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
@@ -274,28 +272,10 @@ def store_attachments(directory: Path, payloads: tuple[AttachmentPayload, ...]) 
     store = AttachmentStore(directory)
     stored: dict[str, str] = {}
     for payload in payloads:
-        sha, data = payload.meta.sha256, payload.data
-        if sha is None or data is None:
+        if payload.meta.sha256 is None or payload.data is None:
             continue
-        target = store.path_for(sha)
-        if not (target.exists() and target.stat().st_size == len(data)):
-            tmp = directory / "tmp" / f"mail-{sha}.{secrets.token_hex(4)}.part"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with open(tmp, "xb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        stored[sha] = str(target)
+        sha, path = store.put_bytes(payload.data)
+        stored[sha] = str(path)
     return stored
 
 

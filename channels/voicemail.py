@@ -80,7 +80,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from channels.attachments import AttachmentStore
+from channels.attachments import AttachmentStore, TooLarge, fsync_dir
 from channels.errors import ChannelError, IntakeUnavailable
 from channels.gateway import IntakeGateway
 from channels.intake import Attachment, CallDetails, Contact, IntakeDraft, utc_now
@@ -101,7 +101,6 @@ MAX_INFO_BYTES: Final = 64 * 1024            # a real .txt is ~400 bytes
 DEFAULT_MAX_AUDIO_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_SETTLE_SECONDS: Final = 2.0
 DEFAULT_ORPHAN_SECONDS: Final = 600.0
-COPY_CHUNK: Final = 1024 * 1024
 # The recording to attach when Asterisk kept several formats: the one people can play.
 AUDIO_PREFERENCE: Final = ("wav", "WAV", "mp3", "ogg", "gsm", "g722", "wav16", "sln", "ulaw",
                            "alaw", "g729")
@@ -308,39 +307,13 @@ def _inspect(message: PendingMessage, max_audio: int) -> tuple[MessageInfo, Path
 def _store_audio(store: AttachmentStore, source: Path, name: str, content_type: str,
                  max_bytes: int) -> Attachment:
     """Copy ``source`` to its content address in ``store`` (fsync'd: the intake points at it
-    before the voicemail files are moved away)."""
-    tmp = store.root / "tmp" / f"voicemail-{secrets.token_hex(8)}.part"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
+    before the voicemail files are moved away). Blocking: call it in a thread."""
     try:
-        with open(source, "rb") as src, open(tmp, "xb") as out:
-            while chunk := src.read(COPY_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise BadMessage("audio_too_large", f"{source.name} grew past {max_bytes}")
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        sha = digest.hexdigest()
-        final = store.path_for(sha)
-        if not final.exists():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+        sha, size, final = store.put_file(source, max_bytes)
+    except TooLarge:
+        raise BadMessage("audio_too_large", f"{source.name} grew past {max_bytes}") from None
     return Attachment(name=name, content_type=content_type, size=size, sha256=sha,
                       stored_path=str(final))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _move(files: tuple[Path, ...], target: Path, prefix: str) -> list[Path]:
@@ -356,7 +329,7 @@ def _move(files: tuple[Path, ...], target: Path, prefix: str) -> list[Path]:
         except FileNotFoundError:
             continue
         moved.append(dest)
-    _fsync_dir(target)
+    fsync_dir(target)
     return moved
 
 

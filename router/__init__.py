@@ -1,0 +1,1 @@
+"""Routing of intakes to units, with deadlines, into the ticket backend."""

@@ -1,0 +1,133 @@
+"""Outbound adapter: POST each ticket as JSON to a city's own ticket system.
+
+Some cities keep their own work-order system; Hotline then hands each ticket over HTTP.
+Delivery is at-least-once with an ``Idempotency-Key`` header (the same key on every retry, so
+the receiver can drop repeats):
+
+* 2xx → delivered;
+* 408, 425, 429, 5xx, timeouts and connection errors → retried with exponential backoff and
+  jitter (``Retry-After`` honoured, capped), up to ``max_attempts``;
+* any other 4xx → the receiver refuses this ticket: no retry, straight to the dead letter;
+* attempts exhausted → dead letter, with the last reason, for a person to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Protocol
+
+import aiohttp
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class OutboundConfig(BaseModel):
+    """``routing.outbound``: where and how tickets are handed to the city's own system."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:9/tickets"
+    # Sent as "Authorization: Bearer <token>" when set (keep it in the environment).
+    token: SecretStr | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    backoff_initial: Annotated[float, Field(gt=0, le=600)] = 1.0
+    backoff_max: Annotated[float, Field(gt=0, le=3600)] = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one :meth:`TicketSender.send`."""
+
+    outcome: Literal["delivered", "dead_letter"]
+    attempts: int
+    status: int | None
+    reason: str
+
+
+class DeadLetter(Protocol):
+    """Where undeliverable tickets wait for a person."""
+
+    async def put(self, key: str, payload: Mapping[str, Any], reason: str,
+                  attempts: int) -> None: ...
+
+
+class RedisDeadLetter:
+    """Dead letters in a Redis stream (one entry per ticket, with the reason)."""
+
+    def __init__(self, redis: aioredis.Redis, stream: str) -> None:
+        self.redis = redis
+        self.stream = stream
+
+    async def put(self, key: str, payload: Mapping[str, Any], reason: str,
+                  attempts: int) -> None:
+        await self.redis.xadd(self.stream, {
+            "idempotency_key": key, "reason": reason[:1000], "attempts": attempts,
+            "at": datetime.now(UTC).isoformat(),
+            "payload": json.dumps(payload, ensure_ascii=False, default=str)})
+
+
+class TicketSender:
+    """Sends tickets to ``cfg.url``; ``session`` is owned by the caller (composition root)."""
+
+    def __init__(self, session: aiohttp.ClientSession, cfg: OutboundConfig,
+                 dead_letter: DeadLetter, *,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rng: random.Random | None = None) -> None:
+        self.session = session
+        self.cfg = cfg
+        self.dead_letter = dead_letter
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        cap = self.cfg.backoff_max
+        if retry_after is not None and retry_after.strip().isdigit():
+            return min(float(retry_after), cap)
+        base: float = min(cap, self.cfg.backoff_initial * 2.0 ** (attempt - 1))
+        return base * (0.8 + 0.4 * self._rng.random())      # ±20 % jitter
+
+    async def send(self, key: str, payload: Mapping[str, Any]) -> Delivery:
+        """Deliver ``payload`` (a ticket as JSON) with idempotency key ``key``."""
+        body = json.dumps(payload, ensure_ascii=False, default=str).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key}
+        if self.cfg.token is not None:
+            headers["Authorization"] = f"Bearer {self.cfg.token.get_secret_value()}"
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_seconds)
+        reason = ""
+        status: int | None = None
+        for attempt in range(1, self.cfg.max_attempts + 1):
+            retry_after: str | None = None
+            try:
+                async with self.session.post(self.cfg.url, data=body, headers=headers,
+                                             timeout=timeout) as resp:
+                    status = resp.status
+                    text = (await resp.text(errors="replace"))[:300]
+                    retry_after = resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status, reason = None, f"{type(exc).__name__}: {exc}"
+            else:
+                if 200 <= status < 300:
+                    return Delivery("delivered", attempt, status, "")
+                reason = f"HTTP {status}: {text}"
+                if status not in RETRYABLE_STATUS:
+                    break                       # refused: retrying cannot help
+            if attempt < self.cfg.max_attempts:
+                delay = self._delay(attempt, retry_after)
+                log.warning("ticket %s not delivered (attempt %d/%d: %s); retry in %.1f s",
+                            key, attempt, self.cfg.max_attempts, reason, delay)
+                await self._sleep(delay)
+        await self.dead_letter.put(key, payload, reason, attempt)
+        log.error("ticket %s dead-lettered after %d attempt(s): %s", key, attempt, reason)
+        return Delivery("dead_letter", attempt, status, reason)

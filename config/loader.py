@@ -34,12 +34,13 @@ DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 HOTLINE_FILE = "hotline.yaml"
 QUEUES_FILE = "queues.yaml"
 CHANNELS_FILE = "channels.yaml"
+# Sections that have a file of their own; the file *is* the section (no top-level key).
+OWN_SECTION_FILES = {"queues": QUEUES_FILE, "channels": CHANNELS_FILE}
 # Sections held by hotline.yaml; queues.yaml *is* the queues section (no top-level key).
 HOTLINE_SECTIONS = ("service", "ami", "stats")
 # queues.yaml and channels.yaml each *are* one section (no top-level key).
-SECTION_FILE = {**{s: HOTLINE_FILE for s in HOTLINE_SECTIONS}, "queues": QUEUES_FILE,
-                "channels": CHANNELS_FILE}
-OWN_FILES = (QUEUES_FILE, CHANNELS_FILE)
+SECTION_FILE = {**{s: HOTLINE_FILE for s in HOTLINE_SECTIONS}, **OWN_SECTION_FILES}
+OWN_FILES = tuple(OWN_SECTION_FILES.values())
 ENV_PREFIX = "HOTLINE_"
 ENV_TOKENS = "HOTLINE_AGENT_TOKENS"
 ENV_TOKENS_FILE = "HOTLINE_AGENT_TOKENS_FILE"
@@ -318,8 +319,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             hint = f"; did you mean {close[0]!r}?" if close else (
                 f" (known: {', '.join(HOTLINE_SECTIONS)})")
             issues.append(ConfigIssue(HOTLINE_FILE, str(key), f"unknown section{hint}"))
-    data["queues"] = _read_yaml(directory / QUEUES_FILE, issues)
-    data["channels"] = _read_yaml(directory / CHANNELS_FILE, issues)
+    for section, file in OWN_SECTION_FILES.items():
+        data[section] = _read_yaml(directory / file, issues)
     origin: dict[tuple[str, ...], str] = {}
     _env_overlay(env, data, origin, issues)
     _agent_tokens(env, data, origin, issues)

@@ -38,7 +38,6 @@ CHANNELS_FILE = "channels.yaml"
 OWN_SECTION_FILES = {"queues": QUEUES_FILE, "channels": CHANNELS_FILE}
 # Sections held by hotline.yaml; queues.yaml *is* the queues section (no top-level key).
 HOTLINE_SECTIONS = ("service", "ami", "stats")
-# queues.yaml and channels.yaml each *are* one section (no top-level key).
 SECTION_FILE = {**{s: HOTLINE_FILE for s in HOTLINE_SECTIONS}, **OWN_SECTION_FILES}
 OWN_FILES = tuple(OWN_SECTION_FILES.values())
 ENV_PREFIX = "HOTLINE_"
@@ -281,7 +280,7 @@ def _issues_from(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) ->
         loc = tuple(error["loc"])
         section = str(loc[0]) if loc else ""
         file = SECTION_FILE.get(section, HOTLINE_FILE)
-        # queues.yaml / channels.yaml are their section: key paths start below it.
+        # A file of its own is its section: key paths start below it.
         inner = loc[1:] if file in OWN_FILES else loc
         base = _format_loc(inner)
         secret = any(w in str(p) for p in loc for w in _SECRET_WORDS)

@@ -20,13 +20,16 @@ from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Text,
     event,
     text,
 )
@@ -156,6 +159,85 @@ class QueueIntervalRow(Base):
     completed: Mapped[int] = mapped_column(Integer(), default=0)
     sum_wait_seconds: Mapped[float] = mapped_column(Float(), default=0.0)
     sum_talk_seconds: Mapped[float] = mapped_column(Float(), default=0.0)
+
+
+class TicketRow(Base):
+    """One work order (工单, table ``tickets``); the store is :mod:`router.ticket_store`.
+
+    ``intake_id`` is unique: a redelivered intake finds its ticket instead of making a second.
+    ``status`` and ``action`` values are :class:`router.tickets.TicketStatus` / ``TicketAction``.
+    """
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(24), unique=True)
+    intake_id: Mapped[str] = mapped_column(String(32), unique=True)
+    acceptance_no: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(16))
+    urgency: Mapped[str] = mapped_column(String(16))
+    # None while the order waits for manual dispatch (人工派单).
+    unit_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text())
+    citizen_name: Mapped[str | None] = mapped_column(String(100))
+    citizen_phone: Mapped[str | None] = mapped_column(String(32))
+    citizen_email: Mapped[str | None] = mapped_column(String(254))
+    citizen_app_user_id: Mapped[str | None] = mapped_column(String(128))
+    location: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sign_by: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    handle_by: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    extensions: Mapped[int] = mapped_column(Integer(), default=0)
+    supervised: Mapped[bool] = mapped_column(Boolean(), default=False)
+    repeat_of: Mapped[str | None] = mapped_column(String(24))
+    related_to: Mapped[str | None] = mapped_column(String(24))
+    explanation: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
+    survey_satisfied: Mapped[bool | None] = mapped_column(Boolean())
+    survey_note: Mapped[str | None] = mapped_column(Text())
+    surveyed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        Index("ix_tickets_unit_id_status", "unit_id", "status"),
+        Index("ix_tickets_status", "status"),
+        # Repeat detection (重复投诉) looks up one citizen's recent orders.
+        Index("ix_tickets_citizen_phone_created_at", "citizen_phone", "created_at"),
+    )
+
+
+class TicketEventRow(Base):
+    """One change of a ticket (``ticket_events``): the audit trail, written in the same
+    transaction as the change itself."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(
+        Integer(), ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # 'router', 'office:<user>' or 'unit:<unit_id>'.
+    actor: Mapped[str] = mapped_column(String(150))
+    action: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text(), default="")
+
+
+class TicketNumberCounterRow(Base):
+    """Last ticket sequence number handed out per day (``ticket_number_counters``).
+
+    A table, not a process counter: every instance draws from it inside the creating
+    transaction, so numbers are unique across instances and a rolled-back create leaves no gap.
+    """
+
+    __tablename__ = "ticket_number_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)  # YYYYMMDD, Beijing time
+    last: Mapped[int] = mapped_column(Integer())
 
 
 # ---------------------------------------------------------------------------------------------

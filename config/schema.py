@@ -25,6 +25,8 @@ from pydantic import field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from config.channels import ChannelsConfig
+from config.sla import SlaConfig
+from config.units import UnitsConfig
 from telephony.actions import check_value
 from telephony.errors import UnsafeActionValue
 
@@ -391,3 +393,5 @@ class HotlineConfig(_Section):
     stats: StatsConfig = StatsConfig()
     queues: QueuesConfig = QueuesConfig()
     channels: ChannelsConfig = ChannelsConfig()
+    sla: SlaConfig = SlaConfig()
+    units: UnitsConfig = UnitsConfig()

@@ -52,3 +52,22 @@ def test_app_keys_from_the_environment_never_echoed(write_config: WriteConfig) -
         load_config(directory, {"HOTLINE_APP_KEYS": "citizen-app=short-key"})
     text = str(caught.value.issues[0])
     assert "at least 16 characters" in text and "short-key" not in text
+
+
+def test_sla_yaml_errors_name_the_file_and_year(write_config: WriteConfig) -> None:
+    directory = write_config(sla="calendar:\n  years:\n    2027:\n"
+                                  "      holidays: [2027-01-01]\n"
+                                  "      workdays: [2027-01-01]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory, {})
+    assert any("sla.yaml: calendar.years" in str(i) and "2027" in str(i)
+               for i in caught.value.issues)
+
+
+def test_units_yaml_errors_name_the_key(write_config: WriteConfig) -> None:
+    directory = write_config(units="competences: {noise: {name: 噪音}}\nunits:\n"
+                                    "  - {id: city, name: 市, level: city}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory, {})
+    assert "units.yaml: units[0].competences: unit 'city' (市) has no competence" in str(
+        caught.value)

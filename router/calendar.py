@@ -1,0 +1,143 @@
+"""The Chinese working-day calendar the time limits run on (工作日, including 调休).
+
+Sources, in order: the ``calendar.years`` overlay of ``sla.yaml`` (wins), then the
+``chinese_calendar`` package (the State Council's arrangement; 2004-2026 in chinesecalendar
+1.11), then, only with ``uncovered_years: weekends``, plain Monday-Friday. Any other year raises
+:class:`CalendarNotCovered`: the arrangement for a year is published each November, so a
+deadline late in December can run into a year nobody has entered yet.
+
+Counting convention (what a 12345 office uses, and what the Civil Code says for periods counted
+in days, 民法典 第二百零一条、第二百零三条: the starting day is not counted, a period ending
+on a holiday ends on the next working day, and a day ends at 24:00): a limit of N working
+days accepted at any moment of day D is due at 24:00 of the Nth working day *after* D.
+Accepted on a working day at 15:00 with 5 working days: due at the end of the 5th following
+working day. Accepted on a holiday: D is not counted either, so the first working day after
+it is day 1. 24:00 is represented as 00:00 of the next calendar day, in the calendar's time
+zone (Asia/Shanghai for the whole of China; the caller loads the ``ZoneInfo`` off the loop).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+# chinesecalendar ships no type information: what it returns is converted to typed values here.
+import chinese_calendar  # type: ignore[import-untyped]
+
+from config.sla import CalendarConfig
+
+# The years the package knows, read from its own data (as chinese_calendar.utils does) so an
+# upgrade of the package extends coverage without a code change.
+_PACKAGE_YEARS: Final[tuple[int, int]] = (min(chinese_calendar.holidays).year,
+                                          max(chinese_calendar.holidays).year)
+_ONE_DAY: Final = dt.timedelta(days=1)
+# Longest run of consecutive days off in any arrangement is 9 (Spring Festival 2026, Feb 15-23);
+# a search that finds no working day in this many days means a broken overlay, not a holiday.
+_MAX_DAYS_OFF: Final = 60
+
+
+class CalendarError(Exception):
+    """Root of the working-day calendar's errors."""
+
+
+class CalendarNotCovered(CalendarError):
+    """Neither the ``chinese_calendar`` package nor ``sla.yaml`` knows this year's holidays."""
+
+    def __init__(self, year: int) -> None:
+        self.year = year
+        low, high = _PACKAGE_YEARS
+        super().__init__(
+            f"{year} 年的节假日安排未知：chinese_calendar 仅覆盖 {low}-{high} 年。"
+            f"请在 sla.yaml 的 calendar.years.{year} 中填写国务院办公厅公布的放假日期"
+            f"（holidays）与调休上班日期（workdays），或升级 chinesecalendar。 / "
+            f"No holiday calendar for {year}: the chinese_calendar package covers {low}-{high}. "
+            f"Add the State Council's arrangement under calendar.years.{year} (holidays, "
+            f"workdays) in sla.yaml, or upgrade chinesecalendar.")
+
+
+class WorkCalendar:
+    """Working days and working-day arithmetic in one time zone."""
+
+    def __init__(self, config: CalendarConfig, tz: dt.tzinfo) -> None:
+        self._tz = tz
+        self._weekends_fallback = config.uncovered_years == "weekends"
+        self._configured_years = frozenset(config.years)
+        self._days_off = frozenset(d for y in config.years.values() for d in y.holidays)
+        self._days_on = frozenset(d for y in config.years.values() for d in y.workdays)
+
+    @property
+    def tz(self) -> dt.tzinfo:
+        """The time zone days start and end in."""
+        return self._tz
+
+    def is_covered(self, year: int) -> bool:
+        """Whether this year's arrangement is known (package or ``sla.yaml``)."""
+        return year in self._configured_years or _PACKAGE_YEARS[0] <= year <= _PACKAGE_YEARS[1]
+
+    def is_workday(self, day: dt.date) -> bool:
+        """Whether ``day`` is a working day. Raises :class:`CalendarNotCovered` for an unknown
+        year unless ``uncovered_years: weekends``."""
+        if isinstance(day, dt.datetime):
+            # A datetime is a date subclass: silently taking its (possibly UTC) date would
+            # shift the day by the time-zone offset.
+            raise TypeError("is_workday takes a date; use local_date() for a datetime")
+        if day in self._days_on:
+            return True
+        if day in self._days_off:
+            return False
+        # The package before the listed years: listing a covered year in sla.yaml (for a
+        # local holiday) must not throw away the package's arrangement for the rest of it.
+        if _PACKAGE_YEARS[0] <= day.year <= _PACKAGE_YEARS[1]:
+            return bool(chinese_calendar.is_workday(day))
+        if day.year in self._configured_years:
+            return day.weekday() < 5
+        if self._weekends_fallback:
+            return day.weekday() < 5
+        raise CalendarNotCovered(day.year)
+
+    def local_date(self, moment: dt.datetime) -> dt.date:
+        """The calendar day of an aware ``moment`` in this time zone."""
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("moment must be timezone-aware")
+        return moment.astimezone(self._tz).date()
+
+    def end_of(self, day: dt.date) -> dt.datetime:
+        """24:00 of ``day``, i.e. 00:00 of the next day, in this time zone."""
+        return dt.datetime.combine(day + _ONE_DAY, dt.time(), tzinfo=self._tz)
+
+    def working_day_after(self, day: dt.date, n: int) -> dt.date:
+        """The ``n``-th working day after ``day`` (``day`` itself never counts); ``n=0``
+        gives ``day``."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        return self._step(day, n, _ONE_DAY)
+
+    def working_day_before(self, day: dt.date, n: int) -> dt.date:
+        """The ``n``-th working day before ``day`` (``day`` itself never counts)."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        return self._step(day, n, -_ONE_DAY)
+
+    def add_working_days(self, start: dt.datetime, n: int) -> dt.datetime:
+        """Deadline of ``n`` (>= 1) working days from the aware moment ``start``: 24:00 of the
+        ``n``-th working day after ``start``'s local day (module doc)."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        return self.end_of(self.working_day_after(self.local_date(start), n))
+
+    def _step(self, day: dt.date, n: int, step: dt.timedelta) -> dt.date:
+        found = 0
+        days_off = 0
+        while found < n:
+            day += step
+            if self.is_workday(day):
+                found += 1
+                days_off = 0
+            else:
+                days_off += 1
+                if days_off > _MAX_DAYS_OFF:
+                    raise CalendarError(
+                        f"{_MAX_DAYS_OFF} 天内没有工作日，请检查 sla.yaml 的 calendar.years / "
+                        f"no working day within {_MAX_DAYS_OFF} days of {day}: check "
+                        "calendar.years in sla.yaml")
+        return day

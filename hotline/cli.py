@@ -79,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = ast_sub.add_parser("render", help="生成 pjsip.conf / queues.conf")
     render.add_argument("--config", type=Path, default=None)
     render.add_argument("--out", type=Path, default=Path("docker/asterisk"))
+    rtr = sub.add_parser("router", help="派单路由 / routing")
+    rtr_sub = rtr.add_subparsers(dest="router_command", required=True)
+    rtrain = rtr_sub.add_parser("train", add_help=False,
+                                help="从历史工单训练派单模型 / train the routing model "
+                                     "(history.csv [--out PATH]; --help for more)")
+    rtrain.add_argument("train_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -102,7 +108,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in render_asterisk(loaded, args.out):
             print(path)
         return 0
+    if args.command == "router":
+        return _router_train(args.train_args)
     return 2
+
+
+def _router_train(train_args: list[str]) -> int:
+    """``hotline router train``: rows naming a unit the config does not have are bad rows."""
+    from config.errors import ConfigError
+    from config.loader import load_config
+    from router.train import main as train_main
+    try:
+        units = load_config().units
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    known = {u.id for u in units.units} | {units.territorial_label}
+    return train_main(train_args, known_units=known if units.units else None)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,20 @@ def test_asterisk_render_reproduces_the_committed_configs(tmp_path: Path) -> Non
                  "--out", str(tmp_path)]) == 0
     for name in ("pjsip.conf", "queues.conf", "extensions_queues.conf"):
         assert (tmp_path / name).read_text() == (REPO / "docker" / "asterisk" / name).read_text()
+
+
+def test_router_train_reports_accuracy_and_saves_a_checked_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = Path(__file__).resolve().parents[1] / "data" / "labelled_sample.csv"
+    out = tmp_path / "model.joblib"
+    assert main(["router", "train", str(sample), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "city.water" in printed and "总体 overall" in printed
+    assert out.exists() and (tmp_path / "model.joblib.manifest.json").exists()
+    # A unit the config does not know is a bad row, named by its line.
+    bad = tmp_path / "history.csv"
+    bad.write_text(sample.read_text(encoding="utf-8") + "路灯坏了,city.lights,complaint,general\n",
+                   encoding="utf-8")
+    main(["router", "train", str(bad), "--out", str(tmp_path / "m2.joblib")])
+    captured = capsys.readouterr()
+    assert "city.lights" in captured.out + captured.err

@@ -16,7 +16,9 @@ from hotline.http_errors import ApiError
 
 log = logging.getLogger(__name__)
 
-STATUS_TEXT = {"accepted": "已受理"}
+STATUS_TEXT = {"accepted": "已受理", "dispatched": "已派单至承办单位", "signed": "承办单位已签收",
+               "handling": "办理中", "replied": "已答复", "surveyed": "已回访",
+               "archived": "已办结"}
 
 
 def status_response(status: IntakeStatus, *, with_thread: bool = False) -> web.Response:

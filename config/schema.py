@@ -25,6 +25,7 @@ from pydantic import field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from config.channels import ChannelsConfig
+from config.routing import RoutingConfig
 from config.sla import SlaConfig
 from config.units import UnitsConfig
 from telephony.actions import check_value
@@ -395,3 +396,4 @@ class HotlineConfig(_Section):
     channels: ChannelsConfig = ChannelsConfig()
     sla: SlaConfig = SlaConfig()
     units: UnitsConfig = UnitsConfig()
+    routing: RoutingConfig = RoutingConfig()

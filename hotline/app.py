@@ -44,6 +44,8 @@ from hotline.http_api import ApiDeps, build_app
 from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
+from hotline.routing import build_router, open_router_consumer
+from router.ticket_store import TicketStore
 from telephony import queue_admin
 from telephony.calls import CallTracker
 from telephony.dispatch import EventDispatcher, utc_now
@@ -84,6 +86,7 @@ class Hotline:
     writer: CallWriter
     link: AmiLink
     gateway: DurableGateway
+    tickets: TicketStore | None = None
     clock: Callable[[], datetime] = utc_now
     http_port: int = 0
     env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
@@ -195,6 +198,9 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                                    stored_call=stored_call)
         # Before the AMI link starts, so every answered call is remembered.
         tracker.subscribe(phone_intake.remember)
+        router, tickets = await build_router(cfg, engine, gateway, timezone)
+        hot.tickets = tickets
+        consumer = await stack.enter_async_context(open_router_consumer(cfg, router))
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
         await stack.enter_async_context(link)
@@ -241,6 +247,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             # so a reload can switch the mailbox on.
             mailing = tasks.create_task(mailbox.run(), name="mailbox-poller")
             voicing = tasks.create_task(voicemail.run(), name="voicemail-poller")
+            routing = (tasks.create_task(consumer.run(), name="intake-router")
+                       if cfg.routing.enabled else None)
             if started is not None:
                 started(hot)
             await stop.wait()
@@ -249,6 +257,9 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             # IMAP commands run under wait_for: a plain cancel can be swallowed on 3.11.
             await cancel_and_wait(mailing, "shutdown")
             await cancel_and_wait(voicing, "shutdown")
+            if routing is not None:
+                # Redis commands run under wait_for too; the last XACK is shielded.
+                await cancel_and_wait(routing, "shutdown")
             await link.aclose()
             ticking.cancel("shutdown")
             writing.cancel("shutdown")

@@ -71,3 +71,15 @@ def test_units_yaml_errors_name_the_key(write_config: WriteConfig) -> None:
         load_config(directory, {})
     assert "units.yaml: units[0].competences: unit 'city' (市) has no competence" in str(
         caught.value)
+
+
+def test_shipped_routing_yaml_is_the_models_defaults() -> None:
+    from config.routing import RoutingConfig
+    assert load_config(DEFAULTS_DIR, {}).routing == RoutingConfig()
+
+
+def test_routing_rule_errors_name_the_rule(write_config: WriteConfig) -> None:
+    directory = write_config(routing="classify:\n  rules:\n    - {name: 坏规则, patterns: ['(未闭合']}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory, {})
+    assert "routing.yaml: classify.rules[0]" in str(caught.value)

@@ -1,0 +1,28 @@
+"""``routing.yaml``: how intakes become work orders (classification rules and model, repeats,
+ticket numbering, the optional outbound adapter, the knowledge base)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from router.classify import ClassifyRules
+from router.outbound import OutboundConfig
+from router.repeats import RepeatConfig
+from router.ticket_store import TicketSettings
+
+
+class RoutingConfig(BaseModel):
+    """The ``routing`` section (its own file, ``routing.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Consume the intake stream and make tickets in this instance.
+    enabled: bool = True
+    # Made by `hotline router train history.csv --out PATH`; without it, rules only.
+    model_path: str = "var/router-model.joblib"
+    # Knowledge-base articles (YAML or CSV, see router/kb.py); none: no answers attached.
+    kb_path: str | None = None
+    classify: ClassifyRules = ClassifyRules()
+    repeats: RepeatConfig = RepeatConfig()
+    tickets: TicketSettings = TicketSettings()
+    outbound: OutboundConfig = OutboundConfig()

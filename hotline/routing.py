@@ -1,0 +1,81 @@
+"""Assembles the router for the composition root: classifier (rules + the trained model if
+there is one), units and gazetteer, working-day calendar, knowledge base, ticket store, and
+the intake-stream consumer that feeds it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import tzinfo
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from channels.consumer import IntakeConsumer
+from channels.durable import DurableGateway, redis_client
+from channels.keys import StreamKeys
+from config.schema import HotlineConfig
+from router.calendar import WorkCalendar
+from router.classify import Classifier, TextModel
+from router.gazetteer import Gazetteer
+from router.kb import KbError, KnowledgeBase, load_articles
+from router.service import IntakeRouter
+from router.ticket_store import TicketStore
+from router.train import ModelError, load_model
+
+log = logging.getLogger(__name__)
+
+
+def _load_model(path: Path) -> TextModel | None:
+    if not path.exists():
+        log.warning("派单模型 %s 不存在，仅按规则分类 / no routing model at %s: rules only "
+                    "(train one with `hotline router train history.csv`)", path, path)
+        return None
+    try:
+        return load_model(path)
+    except ModelError as exc:
+        log.error("派单模型不可用，仅按规则分类 / routing model refused, rules only: %s", exc)
+        return None
+
+
+def _load_kb(path: str | None) -> KnowledgeBase | None:
+    if path is None:
+        return None
+    try:
+        return KnowledgeBase(load_articles(Path(path)))
+    except (OSError, KbError) as exc:
+        log.error("知识库未加载 / knowledge base not loaded (%s): %s", path, exc)
+        return None
+
+
+async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: DurableGateway,
+                       timezone: tzinfo) -> tuple[IntakeRouter, TicketStore]:
+    """The router and its ticket store (model and knowledge base read off the loop)."""
+    routing = cfg.routing
+    model = await asyncio.to_thread(_load_model, Path(routing.model_path))
+    kb = await asyncio.to_thread(_load_kb, routing.kb_path)
+    store = TicketStore(engine, routing.tickets)
+    router = IntakeRouter(
+        classifier=Classifier(routing.classify, model), units=cfg.units,
+        gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(cfg.sla.calendar, timezone),
+        sla=cfg.sla, create_ticket=store.create, kb=kb,
+        set_status=gateway.stream.set_status)
+    return router, store
+
+
+@asynccontextmanager
+async def open_router_consumer(cfg: HotlineConfig,
+                               router: IntakeRouter) -> AsyncIterator[IntakeConsumer]:
+    """The intake consumer handing each intake to ``router`` (its own Redis connection: it
+    blocks in ``XREADGROUP``). Run :meth:`IntakeConsumer.run` as a task."""
+    ch = cfg.channels
+    redis = redis_client(ch, block_seconds=1.0)
+    try:
+        yield IntakeConsumer(redis, StreamKeys.from_config(ch), f"router-{ch.node_id:02d}",
+                             router.handle, max_deliveries=ch.stream.max_deliveries,
+                             claim_idle_seconds=ch.stream.claim_idle_seconds,
+                             retry_seconds=ch.redis.retry_seconds)
+    finally:
+        await redis.aclose()

@@ -28,6 +28,8 @@ from channels.stream import ensure_group, text, unavailable
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Intake], Awaitable[None]]
+# Handles a whole read batch at once (e.g. one database transaction for all of it).
+BatchHandler = Callable[[list[Intake]], Awaitable[None]]
 
 
 @dataclass
@@ -49,11 +51,13 @@ class IntakeConsumer:
 
     def __init__(self, redis: aioredis.Redis, keys: StreamKeys, name: str, handler: Handler, *,
                  max_deliveries: int = 5, claim_idle_seconds: float = 60.0, batch: int = 100,
-                 block_ms: int = 1000, retry_seconds: float = 1.0) -> None:
+                 block_ms: int = 1000, retry_seconds: float = 1.0,
+                 batch_handler: BatchHandler | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.name = name
         self.handler = handler
+        self.batch_handler = batch_handler
         self.max_deliveries = max_deliveries
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.batch = batch
@@ -98,6 +102,8 @@ class IntakeConsumer:
         reply = await self.redis.xreadgroup(self.keys.group, self.name, {self.keys.stream: ">"},
                                             count=self.batch, block=self.block_ms)
         entries = _entries(reply)
+        if self.batch_handler is not None and len(entries) > 1 and await self._batch(entries):
+            return len(entries)
         done: list[str] = []
         try:
             for entry_id, fields in entries:
@@ -107,6 +113,30 @@ class IntakeConsumer:
             # Whatever was handled is acknowledged, even if we are being cancelled.
             await self._ack(done)
         return len(entries)
+
+    async def _batch(self, entries: list[tuple[str, Mapping[bytes, bytes]]]) -> bool:
+        """Hand the readable entries to the batch handler at once; True when done (all
+        acknowledged). On any failure, False: the caller handles them one by one, so one bad
+        intake is isolated (retried, dead-lettered) and the rest still go through."""
+        assert self.batch_handler is not None
+        intakes: list[Intake] = []
+        for _, fields in entries:
+            raw = fields.get(b"intake")
+            try:
+                intakes.append(Intake.from_json(raw if raw is not None else b""))
+            except ValidationError:
+                return False
+        try:
+            await self.batch_handler(intakes)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried one by one right away
+            log.warning("intake batch of %d failed (%s: %s); handling one by one",
+                        len(intakes), type(exc).__name__, exc)
+            return False
+        self.counters.handled += len(intakes)
+        await self._ack([entry_id for entry_id, _ in entries])
+        return True
 
     async def claim_once(self) -> int:
         """Take over entries idle longer than ``claim_idle_seconds`` (a dead consumer's, or

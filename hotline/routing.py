@@ -61,7 +61,7 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: Durable
         classifier=Classifier(routing.classify, model), units=cfg.units,
         gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(cfg.sla.calendar, timezone),
         sla=cfg.sla, create_ticket=store.create, kb=kb,
-        set_status=gateway.stream.set_status)
+        set_status=gateway.stream.set_status, create_tickets=store.create_many)
     return router, store
 
 
@@ -76,6 +76,7 @@ async def open_router_consumer(cfg: HotlineConfig,
         yield IntakeConsumer(redis, StreamKeys.from_config(ch), f"router-{ch.node_id:02d}",
                              router.handle, max_deliveries=ch.stream.max_deliveries,
                              claim_idle_seconds=ch.stream.claim_idle_seconds,
-                             retry_seconds=ch.redis.retry_seconds)
+                             retry_seconds=ch.redis.retry_seconds,
+                             batch_handler=router.handle_many)
     finally:
         await redis.aclose()

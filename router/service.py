@@ -49,6 +49,8 @@ class IntakeRouter:
     create_ticket: Callable[[NewTicket], Awaitable[tuple[Ticket, bool]]]
     kb: KnowledgeBase | None = None
     set_status: Callable[[str, str], Awaitable[None]] | None = None
+    create_tickets: Callable[[list[NewTicket]], Awaitable[list[tuple[Ticket, bool]]]] | None = \
+        None
     routed: int = 0
     manual: int = 0
 
@@ -62,6 +64,24 @@ class IntakeRouter:
         if self.set_status is not None:
             await self.set_status(intake.acceptance_no,
                                   "dispatched" if ticket.unit_id else "accepted")
+
+    async def handle_many(self, intakes: list[Intake]) -> None:
+        """Route a batch: decide each, then create all tickets in one transaction (the ticket
+        counter is bumped once). Idempotent like :meth:`handle`."""
+        if self.create_tickets is None:
+            for intake in intakes:
+                await self.handle(intake)
+            return
+        news = [await self.decide(intake) for intake in intakes]
+        results = await self.create_tickets(news)
+        for intake, (ticket, created) in zip(intakes, results, strict=True):
+            if created:
+                self.routed += 1
+                if ticket.unit_id is None:
+                    self.manual += 1
+            if self.set_status is not None:
+                await self.set_status(intake.acceptance_no,
+                                      "dispatched" if ticket.unit_id else "accepted")
 
     async def decide(self, intake: Intake) -> NewTicket:
         """The ticket this intake becomes (no side effects)."""

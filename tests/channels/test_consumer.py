@@ -189,3 +189,40 @@ async def test_trim_works_through_an_excess_larger_than_one_page(
         # An excess of 55 read 7 ids at a time.
         assert await stream.trim(max_len=5, page=7) == 55
         assert await stream.redis.xlen(stream.keys.stream) == 5
+
+
+async def test_batches_go_to_the_batch_handler_and_a_failing_batch_is_retried_one_by_one(
+        channels_config: ConfigFactory, gateway_factory: GatewayFactory) -> None:
+    cfg = channels_config()
+    batches: list[list[str]] = []
+    singles: list[str] = []
+
+    async def handle_batch(intakes: list[Intake]) -> None:
+        batches.append([i.external_id for i in intakes])
+        if any(i.external_id == "ext-13" for i in intakes):
+            raise RuntimeError("one bad intake spoils the transaction")
+
+    async def handle_one(intake: Intake) -> None:
+        if intake.external_id == "ext-13":
+            raise RuntimeError("still bad")
+        singles.append(intake.external_id)
+
+    async with gateway_factory(cfg) as gw:
+        for n in range(10):
+            await gw.submit(draft(n))
+        redis = redis_client(cfg, block_seconds=1)
+        consumer = IntakeConsumer(redis, gw.stream.keys, "r1", handle_one,
+                                  batch_handler=handle_batch, block_ms=100, max_deliveries=1)
+        try:
+            assert await consumer.read_once() == 10
+            assert batches == [[f"ext-{n}" for n in range(10)]] and singles == []
+            for n in range(10, 15):
+                await gw.submit(draft(n))
+            assert await consumer.read_once() == 5
+            # The failed batch went one by one: the good four handled, the bad one
+            # dead-lettered (max_deliveries=1), nothing left pending.
+            assert singles == ["ext-10", "ext-11", "ext-12", "ext-14"]
+            assert consumer.counters.dead_lettered == 1
+            await eventually(_none_pending(gw), what="all acknowledged")
+        finally:
+            await redis.aclose()

@@ -108,3 +108,14 @@ async def test_a_deadline_past_the_calendar_is_left_to_the_dispatcher(engine_fac
     ticket = await store.by_intake(late.intake_id)
     assert ticket is not None and ticket.handle_by is None
     assert "2027" in ticket.explanation["deadline"]
+
+
+async def test_a_batch_makes_one_ticket_per_intake_in_one_go(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    router, store, statuses = await make_router(await engine_factory(), model)
+    router.create_tickets = store.create_many
+    batch = [intake(10 + n, f"幸福小区{n}栋停水了") for n in range(5)]
+    await router.handle_many(batch)
+    await router.handle_many(batch[:2])         # redelivered
+    assert router.routed == 5
+    numbers = {(await store.by_intake(i.intake_id)).number for i in batch}  # type: ignore[union-attr]
+    assert len(numbers) == 5 and len(statuses) == 7

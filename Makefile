@@ -37,6 +37,7 @@ bench: install system-packages
 	$(BIN)/python bench/ami_ingest.py
 	$(BIN)/python bench/web_intake.py
 	$(BIN)/python bench/stream.py
+	$(BIN)/python bench/router.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -165,6 +165,13 @@ class IntakeStream:
         """Move the citizen-visible status on (the router does this as the order advances)."""
         await self.redis.hset(self.keys.status(acceptance_no), "status", status)
 
+    async def set_statuses(self, changes: list[tuple[str, str]]) -> None:
+        """:meth:`set_status` for many acceptance numbers in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for acceptance_no, status in changes:
+                pipe.hset(self.keys.status(acceptance_no), "status", status)
+            await pipe.execute()
+
     async def ensure_group(self) -> None:
         """See :func:`ensure_group`."""
         await ensure_group(self.redis, self.keys)

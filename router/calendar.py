@@ -64,6 +64,7 @@ class WorkCalendar:
         self._configured_years = frozenset(config.years)
         self._days_off = frozenset(d for y in config.years.values() for d in y.holidays)
         self._days_on = frozenset(d for y in config.years.values() for d in y.workdays)
+        self._memo: dict[tuple[dt.date, int, int], dt.date] = {}
 
     @property
     def tz(self) -> dt.tzinfo:
@@ -126,6 +127,19 @@ class WorkCalendar:
         return self.end_of(self.working_day_after(self.local_date(start), n))
 
     def _step(self, day: dt.date, n: int, step: dt.timedelta) -> dt.date:
+        # Every order accepted on one day with one limit has the same answer: remember it
+        # (the router asks thousands of times a day; the calendar is fixed per config).
+        key = (day, n, step.days)
+        known = self._memo.get(key)
+        if known is not None:
+            return known
+        result = self._walk(day, n, step)
+        if len(self._memo) >= 10_000:
+            self._memo.clear()
+        self._memo[key] = result
+        return result
+
+    def _walk(self, day: dt.date, n: int, step: dt.timedelta) -> dt.date:
         found = 0
         days_off = 0
         while found < n:

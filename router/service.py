@@ -51,6 +51,7 @@ class IntakeRouter:
     set_status: Callable[[str, str], Awaitable[None]] | None = None
     create_tickets: Callable[[list[NewTicket]], Awaitable[list[tuple[Ticket, bool]]]] | None = \
         None
+    set_statuses: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None
     routed: int = 0
     manual: int = 0
 
@@ -72,24 +73,33 @@ class IntakeRouter:
             for intake in intakes:
                 await self.handle(intake)
             return
-        news = [await self.decide(intake) for intake in intakes]
+        # One trip to a worker thread for the whole batch's classification.
+        found = await asyncio.to_thread(
+            lambda: [self.classifier.classify(_text_of(i)) for i in intakes])
+        news = [self._ticket_for(intake, f) for intake, f in zip(intakes, found, strict=True)]
         results = await self.create_tickets(news)
+        statuses: list[tuple[str, str]] = []
         for intake, (ticket, created) in zip(intakes, results, strict=True):
             if created:
                 self.routed += 1
                 if ticket.unit_id is None:
                     self.manual += 1
-            if self.set_status is not None:
-                await self.set_status(intake.acceptance_no,
-                                      "dispatched" if ticket.unit_id else "accepted")
+            statuses.append((intake.acceptance_no,
+                             "dispatched" if ticket.unit_id else "accepted"))
+        if self.set_statuses is not None:
+            await self.set_statuses(statuses)
+        elif self.set_status is not None:
+            for acceptance_no, status in statuses:
+                await self.set_status(acceptance_no, status)
 
     async def decide(self, intake: Intake) -> NewTicket:
         """The ticket this intake becomes (no side effects)."""
-        text = f"{intake.title}\n{intake.text}".strip()
-        if intake.call is not None and intake.call.agent_summary:
-            text = f"{text}\n{intake.call.agent_summary}"
         # Classification is CPU work (n-grams, a linear model): not on the event loop.
-        found = await asyncio.to_thread(self.classifier.classify, text)
+        found = await asyncio.to_thread(self.classifier.classify, _text_of(intake))
+        return self._ticket_for(intake, found)
+
+    def _ticket_for(self, intake: Intake, found: Classification) -> NewTicket:
+        text = _text_of(intake)
         decision = route_intake(intake, found.unit, self.units, self.gazetteer)
         deadlines, deadline_note = self._deadlines(found, intake.received_at)
         explanation: dict[str, Any] = {
@@ -131,3 +141,10 @@ class IntakeRouter:
                  "score": h.score, "matched": list(h.matched)}
                 for h in self.kb.search(text, on=day, limit=KB_ANSWERS)]
 
+
+def _text_of(intake: Intake) -> str:
+    """What is classified: title, text and the agent's summary of a call."""
+    text = f"{intake.title}\n{intake.text}".strip()
+    if intake.call is not None and intake.call.agent_summary:
+        text = f"{text}\n{intake.call.agent_summary}"
+    return text

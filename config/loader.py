@@ -48,6 +48,7 @@ ENV_PREFIX = "HOTLINE_"
 ENV_TOKENS = "HOTLINE_AGENT_TOKENS"
 ENV_TOKENS_FILE = "HOTLINE_AGENT_TOKENS_FILE"
 ENV_APP_KEYS = "HOTLINE_APP_KEYS"
+ENV_UNIT_TOKENS = "HOTLINE_UNIT_TOKENS"
 ENV_CONFIG_DIR = "HOTLINE_CONFIG_DIR"
 _ENV_KEY = re.compile(r"^HOTLINE_([A-Z0-9_]+?)__([A-Z0-9_]+(?:__[A-Z0-9_]+)*)$")
 # Values of keys containing these words are never echoed in an error message.
@@ -211,6 +212,20 @@ def _app_keys(env: Mapping[str, str], data: dict[str, Any],
     app["clients"] = clients
 
 
+def _unit_tokens(env: Mapping[str, str], data: dict[str, Any],
+                 origin: dict[tuple[str, ...], str], issues: list[ConfigIssue]) -> None:
+    """``HOTLINE_UNIT_TOKENS="city.water=token,..."``: the units' ticket-API tokens."""
+    if not env.get(ENV_UNIT_TOKENS):
+        return
+    tokens = _parse_tokens(env[ENV_UNIT_TOKENS], f"env: {ENV_UNIT_TOKENS}", ",", issues)
+    routing = data.setdefault("routing", {})
+    merged = dict(routing.get("unit_tokens") or {})
+    merged.update(tokens)
+    routing["unit_tokens"] = merged
+    for unit_id in tokens:
+        origin[("routing", "unit_tokens", unit_id)] = ENV_UNIT_TOKENS
+
+
 def _format_loc(loc: tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
@@ -328,6 +343,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     _env_overlay(env, data, origin, issues)
     _agent_tokens(env, data, origin, issues)
     _app_keys(env, data, origin, issues)
+    _unit_tokens(env, data, origin, issues)
     try:
         config = HotlineConfig.model_validate(data)
     except ValidationError as exc:

@@ -3,7 +3,9 @@ ticket numbering, the optional outbound adapter, the knowledge base)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from router.classify import ClassifyRules
 from router.outbound import OutboundConfig
@@ -26,3 +28,6 @@ class RoutingConfig(BaseModel):
     repeats: RepeatConfig = RepeatConfig()
     tickets: TicketSettings = TicketSettings()
     outbound: OutboundConfig = OutboundConfig()
+    # Bearer tokens of the responsible units (unit id → token) for the ticket API; keep them in
+    # HOTLINE_UNIT_TOKENS="city.water=token,...", not in the file.
+    unit_tokens: dict[str, Annotated[SecretStr, Field(min_length=8)]] = {}

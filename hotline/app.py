@@ -45,6 +45,7 @@ from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
 from hotline.routing import build_router, open_router_consumer
+from hotline.ticket_api import TicketApiDeps, add_ticket_routes
 from router.ticket_store import TicketStore
 from telephony import queue_admin
 from telephony.calls import CallTracker
@@ -230,6 +231,11 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         add_intake_routes(app, IntakeHttpDeps(gateway=gateway,
                                               config=lambda: hot.config.channels,
                                               nonces=nonces, clock=utc_now))
+        add_ticket_routes(app, TicketApiDeps(
+            store=lambda: hot.tickets,
+            admin_token=lambda: _secret(hot.config.service.admin_token),
+            unit_tokens=lambda: {k: v.get_secret_value()
+                                 for k, v in hot.config.routing.unit_tokens.items()}))
         add_openapi_route(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -183,6 +183,10 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 APP_SIGNED: list[dict[str, list[str]]] = [
     {"appId": [], "appTimestamp": [], "appNonce": [], "appSignature": []}]
 SEAT_ID = {"name": "seat_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TICKET_NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+_OBJECT = {"type": "object"}
+TICKET_ACTIONS = ["accept", "review", "dispatch", "sign", "handle", "reply", "survey",
+                  "archive", "return", "extend", "supervise", "reopen"]
 
 
 def _seat_action(summary: str, body: str | None) -> dict[str, Any]:
@@ -244,6 +248,35 @@ def _paths() -> dict[str, Any]:
             "responses": {"201": _json("IntakeAccepted", "已受理"),
                           "200": _json("IntakeAccepted", "该通话此前已受理（同一受理编号）"),
                           **_errors(400, 401, 403, 404, 413, 422, 503)}}},
+        "/api/tickets": {"get": {
+            "summary": "工单列表（承办单位只见本单位工单）", "tags": ["tickets"],
+            "security": BEARER,
+            "parameters": [
+                {"name": "status", "in": "query", "required": False,
+                 "schema": {"type": "string"}},
+                {"name": "unit", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+            "responses": {"200": {"description": "工单", "content": {"application/json": {
+                "schema": _OBJECT}}}, **_errors(401, 422, 503)}}},
+        "/api/tickets/{number}": {"get": {
+            "summary": "工单详情与处理记录", "tags": ["tickets"], "security": BEARER,
+            "parameters": [TICKET_NUMBER],
+            "responses": {"200": {"description": "工单", "content": {"application/json": {
+                "schema": _OBJECT}}}, **_errors(401, 404, 503)}}},
+        "/api/tickets/{number}/actions": {"post": {
+            "summary": "工单流转：签收、办理、反馈、退回、延期、派单、回访、归档、督办、重办",
+            "tags": ["tickets"], "security": BEARER, "parameters": [TICKET_NUMBER],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["action"], "properties": {
+                    "action": {"type": "string", "enum": TICKET_ACTIONS},
+                    "note": {"type": "string"}, "unit_id": {"type": "string"},
+                    "sign_by": {"type": "string", "format": "date-time"},
+                    "handle_by": {"type": "string", "format": "date-time"},
+                    "survey_satisfied": {"type": "boolean"},
+                    "survey_note": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "已流转", "content": {"application/json": {
+                "schema": _OBJECT}}}, **_errors(400, 401, 403, 404, 409, 413, 422, 503)}}},
         "/api/admin/reload": {"post": {
             "summary": "重新加载配置（仅管理员）", "tags": ["admin"], "security": BEARER,
             "responses": {"200": _json("ReloadResult", "已重新加载"),

@@ -253,6 +253,18 @@ class TicketStore:
             ).one_or_none()
         return None if row is None else _ticket(row)
 
+    async def listing(self, *, unit_id: str | None = None, status: TicketStatus | None = None,
+                      limit: int = 100) -> list[Ticket]:
+        """The newest ``limit`` tickets of one unit and/or in one status (indexed)."""
+        query = select(TicketRow.__table__).order_by(TicketRow.id.desc()).limit(limit)
+        if unit_id is not None:
+            query = query.where(TicketRow.unit_id == unit_id)
+        if status is not None:
+            query = query.where(TicketRow.status == status.value)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_ticket(row) for row in rows]
+
     async def events(self, number: str) -> list[TicketEvent]:
         """The audit trail of a ticket, oldest first."""
         query = (

@@ -128,8 +128,13 @@ def build_full_app(deps: IntakeHttpDeps) -> web.Application:
     runs."""
     from hotline.openapi import add_openapi_route
 
+    from hotline.ticket_api import TicketApiDeps, add_ticket_routes
+
     app = build_app(api_deps(deps.clock))
     add_intake_routes(app, deps)
+    # No ticket store here (its tests run on the real databases): the API answers 503.
+    add_ticket_routes(app, TicketApiDeps(store=lambda: None, admin_token=lambda: ADMIN,
+                                         unit_tokens=lambda: {"city.water": "water-token-1"}))
     add_openapi_route(app)
     return app
 

@@ -16,7 +16,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from channels.durable import NO_METADATA_LOOKUP
-
 from config.loader import load_config
 from hotline.app import Hotline, serve
 from telephony.link import LinkState
@@ -26,6 +25,8 @@ DEMO_CONFIG = REPO / "config" / "demo"
 ADMIN = "admin-token-for-tests"
 AGENT_1001 = "agent-1001-token"
 AGENT_1002 = "agent-1002-token"
+WATER = "unit-water-token"
+URBAN = "unit-urban-token"
 
 
 def free_port() -> int:
@@ -107,6 +108,7 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
             "HOTLINE_SERVICE__DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
             "HOTLINE_SERVICE__ADMIN_TOKEN": ADMIN,
             "HOTLINE_AGENT_TOKENS": f"1001={AGENT_1001},1002={AGENT_1002}",
+            "HOTLINE_UNIT_TOKENS": f"city.water={WATER},city.urban={URBAN}",
             "HOTLINE_SERVICE__SHUTDOWN_GRACE_SECONDS": "5",
             # The machine's Redis, under a key prefix of this test's own (deleted after).
             "HOTLINE_CHANNELS__REDIS__KEY_PREFIX": prefix,

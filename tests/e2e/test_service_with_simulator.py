@@ -11,7 +11,12 @@ from telephony.model import CallOutcome, SeatState
 from telephony.simulator.server import PbxSimulator
 from telephony.simulator.traffic import TrafficConfig
 from tests.e2e.conftest import (
-    ADMIN, AGENT_1001, AGENT_1002, RunningService, eventually, wait_ready,
+    ADMIN,
+    AGENT_1001,
+    AGENT_1002,
+    RunningService,
+    eventually,
+    wait_ready,
 )
 
 SECRET = "hotline-demo-secret"

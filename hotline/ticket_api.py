@@ -1,0 +1,202 @@
+"""Work orders over HTTP, for the hotline office and the responsible units.
+
+Authentication (``Authorization: Bearer <token>``): the admin token acts as the office
+(``office:admin``); a unit token (``routing.unit_tokens`` / ``HOTLINE_UNIT_TOKENS``) acts as
+that unit, which sees and changes **only its own orders** (another unit's order is "not found",
+so numbers cannot be probed). Seat agents have no access here.
+
+    GET  /api/tickets?status=&unit=&limit=      newest first (a unit: its own only)
+    GET  /api/tickets/{number}                  the order and its audit trail
+    POST /api/tickets/{number}/actions          {"action": "sign", "note": "...", ...}
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from hotline.http_errors import ApiError
+from router.ticket_store import InvalidTicketChange, TicketStore
+from router.tickets import (
+    Actor,
+    PermissionDenied,
+    Ticket,
+    TicketAction,
+    TicketError,
+    TicketNotFound,
+    TicketStatus,
+)
+
+MAX_BODY = 16 * 1024
+
+
+@dataclass(frozen=True)
+class TicketApiDeps:
+    """Handed in by the composition root; getters so a config reload changes tokens."""
+
+    store: Callable[[], TicketStore | None]
+    admin_token: Callable[[], str | None]
+    unit_tokens: Callable[[], dict[str, str]]
+
+
+TICKET_API = web.AppKey("ticket_api", TicketApiDeps)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data, ensure_ascii=False, default=str),
+                        content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _who(request: web.Request) -> Actor:
+    deps = request.app[TICKET_API]
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "需要登录：请提供有效的访问令牌")
+    admin = deps.admin_token()
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return Actor.parse("office:admin")
+    for unit_id, unit_token in deps.unit_tokens().items():
+        if hmac.compare_digest(token.encode(), unit_token.encode()):
+            return Actor.parse(f"unit:{unit_id}")
+    raise ApiError(401, "unauthorized", "访问令牌无效，或无权查看工单")
+
+
+def _store(request: web.Request) -> TicketStore:
+    store = request.app[TICKET_API].store()
+    if store is None:
+        raise ApiError(503, "tickets_unavailable", "工单库未启用")
+    return store
+
+
+def _unit_of(actor: Actor) -> str | None:
+    return actor.name if actor.role == "unit" else None
+
+
+def _visible(actor: Actor, ticket: Ticket) -> bool:
+    unit = _unit_of(actor)
+    return unit is None or ticket.unit_id == unit
+
+
+def ticket_json(ticket: Ticket) -> dict[str, Any]:
+    """A ticket as the API shows it (the citizen's phone included: the unit calls back)."""
+    return ticket.model_dump(mode="json")
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    actor = _who(request)
+    query = request.query
+    try:
+        status = TicketStatus(query["status"]) if query.get("status") else None
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        raise ApiError(422, "invalid_field", "status 或 limit 无效",
+                       {"fields": ["status", "limit"]}) from None
+    if not 1 <= limit <= 500:
+        raise ApiError(422, "invalid_field", "limit 须在 1 到 500 之间", {"fields": ["limit"]})
+    own = _unit_of(actor)
+    unit = own if own is not None else (query.get("unit") or None)
+    tickets = await _store(request).listing(unit_id=unit, status=status, limit=limit)
+    return _json({"tickets": [ticket_json(t) for t in tickets]})
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    actor = _who(request)
+    store = _store(request)
+    number = request.match_info["number"]
+    try:
+        ticket = await store.get(number)
+    except TicketNotFound:
+        ticket = None
+    if ticket is None or not _visible(actor, ticket):
+        raise ApiError(404, "ticket_not_found", "工单不存在")
+    events = await store.events(number)
+    return _json({"ticket": ticket_json(ticket),
+                  "events": [e.model_dump(mode="json") for e in events]})
+
+
+async def _owns(store: TicketStore, actor: Actor, number: str) -> bool:
+    """May ``actor`` know that order ``number`` exists (the office, or its own unit)?"""
+    unit = _unit_of(actor)
+    if unit is None:
+        return True
+    try:
+        return (await store.get(number)).unit_id == unit
+    except TicketNotFound:
+        return False
+
+
+def _optional_time(body: dict[str, Any], key: str) -> datetime | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ApiError(422, "invalid_field", f"{key} 须为带时区的 ISO 时间",
+                       {"fields": [key]}) from None
+    if moment.tzinfo is None:
+        raise ApiError(422, "invalid_field", f"{key} 须带时区", {"fields": [key]})
+    return moment
+
+
+async def act(request: web.Request) -> web.Response:
+    actor = _who(request)
+    store = _store(request)
+    number = request.match_info["number"]
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "payload_too_large", "请求体过大")
+    try:
+        body = json.loads(await request.text() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "请求体不是合法的 JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "请求体必须是 JSON 对象")
+    try:
+        action = TicketAction(str(body.get("action")))
+    except ValueError:
+        raise ApiError(422, "invalid_field", "action 无效",
+                       {"fields": ["action"],
+                        "allowed": [a.value for a in TicketAction]}) from None
+    note = body.get("note", "")
+    satisfied = body.get("survey_satisfied")
+    if not isinstance(note, str) or (satisfied is not None and not isinstance(satisfied, bool)):
+        raise ApiError(422, "invalid_field", "note 须为文字，survey_satisfied 须为 true/false",
+                       {"fields": ["note", "survey_satisfied"]})
+    unit_id = body.get("unit_id")
+    survey_note = body.get("survey_note")
+    if (unit_id is not None and not isinstance(unit_id, str)) or (
+            survey_note is not None and not isinstance(survey_note, str)):
+        raise ApiError(422, "invalid_field", "unit_id、survey_note 须为文字",
+                       {"fields": ["unit_id", "survey_note"]})
+    try:
+        ticket = await store.transition(
+            number, action, actor, note[:2000], unit_id=unit_id,
+            sign_by=_optional_time(body, "sign_by"), handle_by=_optional_time(body, "handle_by"),
+            survey_satisfied=satisfied, survey_note=survey_note)
+    except TicketNotFound:
+        raise ApiError(404, "ticket_not_found", "工单不存在") from None
+    except PermissionDenied as exc:
+        if not await _owns(store, actor, number):
+            # A unit never learns whether another unit's order exists.
+            raise ApiError(404, "ticket_not_found", "工单不存在") from None
+        raise ApiError(403, exc.code, str(exc)) from None
+    except (InvalidTicketChange, ValidationError) as exc:
+        raise ApiError(422, "invalid_ticket_change", str(exc)) from None
+    except TicketError as exc:
+        raise ApiError(409, exc.code, str(exc)) from None
+    return _json({"ticket": ticket_json(ticket)})
+
+
+def add_ticket_routes(app: web.Application, deps: TicketApiDeps) -> None:
+    """Register the ticket endpoints on ``app``."""
+    app[TICKET_API] = deps
+    app.router.add_get("/api/tickets", list_tickets)
+    app.router.add_get("/api/tickets/{number}", get_ticket)
+    app.router.add_post("/api/tickets/{number}/actions", act)

@@ -1,0 +1,67 @@
+"""Work orders through the running service: a citizen's web form becomes a ticket routed to
+the water company; the unit sees only its own orders and moves the order through its
+lifecycle; the office surveys and archives; every step is in the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telephony.simulator.server import PbxSimulator
+from tests.e2e.conftest import ADMIN, AGENT_1001, URBAN, WATER, RunningService, eventually
+
+SECRET = "hotline-demo-secret"
+
+
+async def act(svc: RunningService, number: str, token: str, action: str,
+              **data: Any) -> tuple[int, Any]:
+    return await svc.post(f"/api/tickets/{number}/actions", {"action": action, **data},
+                          token=token)
+
+
+async def test_a_unit_works_its_order_and_sees_no_other(service_factory) -> None:  # type: ignore[no-untyped-def]
+    async with PbxSimulator(secret=SECRET, queues=("12345", "enterprise"), time_scale=10, seed=3) as sim:
+        async with service_factory(sim.port) as svc:
+            status, web = await svc.post("/api/intake/web", {
+                "submission_id": "web-water-1", "phone": "13912345678", "title": "停水",
+                "content": "幸福小区3栋从昨晚开始停水，到现在还没来水。"}, token=None)
+            assert status == 201
+
+            async def water_ticket() -> Any:
+                _, body = await svc.get("/api/tickets", token=WATER)
+                return body["tickets"][0] if body.get("tickets") else None
+            ticket = await eventually(water_ticket, what="the order reaches the water company")
+            number = ticket["number"]
+            assert ticket["acceptance_no"] == web["acceptance_no"]
+            assert ticket["unit_id"] == "city.water" and ticket["status"] == "accepted"
+
+            # Another unit: the order does not exist for it; seats have no access at all.
+            assert (await svc.get(f"/api/tickets/{number}", token=URBAN))[0] == 404
+            assert (await act(svc, number, URBAN, "sign"))[0] == 404
+            assert (await svc.get("/api/tickets", token=URBAN))[1]["tickets"] == []
+            assert (await svc.get("/api/tickets", token=AGENT_1001))[0] == 401
+            assert (await svc.get("/api/tickets", token=None))[0] == 401
+
+            # The office reviews and dispatches; the unit signs, handles and replies.
+            assert (await act(svc, number, ADMIN, "review"))[0] == 200
+            assert (await act(svc, number, ADMIN, "dispatch"))[0] == 200
+            status, body = await act(svc, number, WATER, "reply")       # not yet signed
+            assert status == 409 and body["error"] == "illegal_transition" and body["message"]
+            for step in ("sign", "handle"):
+                assert (await act(svc, number, WATER, step))[0] == 200
+            status, body = await act(svc, number, WATER, "reply", note="已抢修，恢复供水")
+            assert status == 200 and body["ticket"]["status"] == "replied"
+            # The unit cannot survey its own work; the office does.
+            assert (await act(svc, number, WATER, "survey", survey_satisfied=True))[0] == 403
+            assert (await act(svc, number, ADMIN, "survey", survey_satisfied=True))[0] == 200
+            assert (await act(svc, number, ADMIN, "archive"))[0] == 200
+            status, detail = await svc.get(f"/api/tickets/{number}", token=ADMIN)
+            assert detail["ticket"]["status"] == "archived"
+            actions = [e["action"] for e in detail["events"]]
+            assert actions == ["accept", "review", "dispatch", "sign", "handle", "reply",
+                               "survey", "archive"]
+            # Bad input: a clear error, nothing changed.
+            status, body = await act(svc, number, ADMIN, "teleport")
+            assert status == 422 and "allowed" in body["details"]
+            status, body = await svc.post(f"/api/tickets/{number}/actions", raw=b"{oops",
+                                          token=ADMIN)
+            assert status == 400 and body["error"] == "invalid_json"

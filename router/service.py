@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from channels.intake import Intake
+from channels.intake import Contact, Intake, Location
 from config.sla import SlaConfig
 from config.units import UnitsConfig
 from router.calendar import CalendarError, WorkCalendar
@@ -30,11 +30,14 @@ from router.gazetteer import Gazetteer
 from router.kb import KnowledgeBase
 from router.kinds import DemandType
 from router.route import route_intake
-from router.tickets import NewTicket, Ticket
+from router.repeats import Earlier, RepeatConfig, RepeatFinding, check
+from router.tickets import NewTicket, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)
 
 KB_ANSWERS = 3
+# An order in these states is done: a new demand about it is not a repeat of an open order.
+CLOSED = frozenset({TicketStatus.REPLIED, TicketStatus.SURVEYED, TicketStatus.ARCHIVED})
 
 
 @dataclass
@@ -52,6 +55,9 @@ class IntakeRouter:
     create_tickets: Callable[[list[NewTicket]], Awaitable[list[tuple[Ticket, bool]]]] | None = \
         None
     set_statuses: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None
+    # Earlier tickets of these citizens (phones, emails, app users, since): repeat detection.
+    recent_by_citizen: Callable[..., Awaitable[list[Ticket]]] | None = None
+    repeats: RepeatConfig = field(default_factory=RepeatConfig)
     routed: int = 0
     manual: int = 0
 
@@ -73,10 +79,13 @@ class IntakeRouter:
             for intake in intakes:
                 await self.handle(intake)
             return
-        # One trip to a worker thread for the whole batch's classification.
-        found = await asyncio.to_thread(
-            lambda: [self.classifier.classify(_text_of(i)) for i in intakes])
-        news = [self._ticket_for(intake, f) for intake, f in zip(intakes, found, strict=True)]
+        # One trip to a worker thread for the whole batch's classification, while the
+        # database looks up the citizens' earlier orders.
+        found, earlier = await asyncio.gather(
+            asyncio.to_thread(lambda: [self.classifier.classify(_text_of(i)) for i in intakes]),
+            self._earlier(intakes))
+        news = [self._ticket_for(intake, f, earlier)
+                for intake, f in zip(intakes, found, strict=True)]
         results = await self.create_tickets(news)
         statuses: list[tuple[str, str]] = []
         for intake, (ticket, created) in zip(intakes, results, strict=True):
@@ -96,9 +105,29 @@ class IntakeRouter:
         """The ticket this intake becomes (no side effects)."""
         # Classification is CPU work (n-grams, a linear model): not on the event loop.
         found = await asyncio.to_thread(self.classifier.classify, _text_of(intake))
-        return self._ticket_for(intake, found)
+        return self._ticket_for(intake, found, await self._earlier([intake]))
 
-    def _ticket_for(self, intake: Intake, found: Classification) -> NewTicket:
+    async def _earlier(self, intakes: list[Intake]) -> list[Earlier]:
+        """Recent orders of the batch's citizens, in one query."""
+        if self.recent_by_citizen is None:
+            return []
+        phones = {i.contact.phone for i in intakes if i.contact.phone}
+        emails = {i.contact.email for i in intakes if i.contact.email}
+        apps = {i.contact.app_user_id for i in intakes if i.contact.app_user_id}
+        if not (phones or emails or apps):
+            return []
+        since = min(i.received_at for i in intakes) - timedelta(days=self.repeats.window_days)
+        tickets = await self.recent_by_citizen(phones=phones, emails=emails, app_users=apps,
+                                               since=since)
+        return [Earlier(t.number, Contact(phone=t.citizen_phone, email=t.citizen_email,
+                                          app_user_id=t.citizen_app_user_id),
+                        t.title, t.text, Location(**{k: v for k, v in t.location.items()
+                                                     if k in ("district", "street", "address")}),
+                        t.created_at, t.status not in CLOSED)
+                for t in tickets]
+
+    def _ticket_for(self, intake: Intake, found: Classification,
+                    earlier: Sequence[Earlier] = ()) -> NewTicket:
         text = _text_of(intake)
         decision = route_intake(intake, found.unit, self.units, self.gazetteer)
         deadlines, deadline_note = self._deadlines(found, intake.received_at)
@@ -110,6 +139,10 @@ class IntakeRouter:
         }
         if deadline_note:
             explanation["deadline"] = deadline_note
+        repeat = check(intake, earlier, intake.received_at, self.repeats) if earlier \
+            else RepeatFinding()
+        if repeat.explain:
+            explanation["repeats"] = list(repeat.explain)
         if self.kb is not None and found.type is DemandType.consultation:
             explanation["kb"] = self._answers(text, intake.received_at.date())
         loc = intake.location
@@ -124,6 +157,8 @@ class IntakeRouter:
                                         ("address", loc.address)) if v},
             sign_by=deadlines.sign_by if deadlines else None,
             handle_by=deadlines.handle_by if deadlines else None,
+            repeat_of=repeat.repeat_of,
+            related_to=repeat.related[0] if repeat.related else None,
             explanation=explanation)
 
     def _deadlines(self, found: Classification,

@@ -119,3 +119,19 @@ async def test_a_batch_makes_one_ticket_per_intake_in_one_go(engine_factory, mod
     assert router.routed == 5
     numbers = {(await store.by_intake(i.intake_id)).number for i in batch}  # type: ignore[union-attr]
     assert len(numbers) == 5 and len(statuses) == 7
+
+
+async def test_the_same_citizen_again_is_linked_as_a_repeat(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    router, store, _ = await make_router(await engine_factory(), model)
+    router.recent_by_citizen = store.by_citizen
+    first = intake(20, "幸福小区3栋旁边的工地每天晚上十一点以后还在施工，噪音太大睡不着。",
+                   title="噪音扰民")
+    again = intake(21, "上次反映的幸福小区3栋旁工地夜间施工噪音还是没人管，晚上十一点后仍在施工。",
+                   title="噪音扰民")
+    await router.handle(first)
+    await router.handle(again)
+    ticket_1 = await store.by_intake(first.intake_id)
+    ticket_2 = await store.by_intake(again.intake_id)
+    assert ticket_1 is not None and ticket_2 is not None
+    assert ticket_1.repeat_of is None and ticket_2.repeat_of == ticket_1.number
+    assert "重复诉求" in ticket_2.explanation["repeats"][0]

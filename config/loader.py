@@ -308,6 +308,12 @@ def _issues_from(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) ->
         if error["type"] == CROSS_CHECK:
             ctx = error.get("ctx") or {}
             for rel, reason in ctx.get("issues", ()):
+                if not loc:
+                    # A check across sections names its own section first ("routing.x").
+                    section, _, rest = rel.partition(".")
+                    own = SECTION_FILE.get(section, HOTLINE_FILE)
+                    issues.append(ConfigIssue(own, rest if own in OWN_FILES else rel, reason))
+                    continue
                 issues.append(ConfigIssue(file, _join(base, rel), reason))
         elif var is not None:
             issues.append(ConfigIssue("env", var, f"{_format_loc(loc)}: {_reason(error, secret)}"))

@@ -405,3 +405,20 @@ class HotlineConfig(_Section):
     sla: SlaConfig = SlaConfig()
     units: UnitsConfig = UnitsConfig()
     routing: RoutingConfig = RoutingConfig()
+
+    @model_validator(mode="after")
+    def _rules_name_known_units(self) -> Self:
+        """A classification rule (or a unit token) naming a unit units.yaml does not have
+        would send orders nowhere: refuse it at load time."""
+        if not self.units.units:
+            return self
+        known = {u.id for u in self.units.units} | {self.units.territorial_label}
+        issues = [(f"routing.classify.rules[{i}].unit",
+                   f"unknown unit {rule.unit!r} (not in units.yaml)")
+                  for i, rule in enumerate(self.routing.classify.rules)
+                  if rule.unit is not None and rule.unit not in known]
+        issues += [(f"routing.unit_tokens.{unit}", f"unknown unit {unit!r} (not in units.yaml)")
+                   for unit in self.routing.unit_tokens if unit not in known]
+        if issues:
+            fail_cross_check(issues)
+        return self

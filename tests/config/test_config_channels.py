@@ -83,3 +83,14 @@ def test_routing_rule_errors_name_the_rule(write_config: WriteConfig) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(directory, {})
     assert "routing.yaml: classify.rules[0]" in str(caught.value)
+
+
+def test_a_rule_or_token_naming_an_unknown_unit_is_refused(write_config: WriteConfig) -> None:
+    units = (DEFAULTS_DIR / "units.yaml").read_text(encoding="utf-8")
+    directory = write_config(units=units, routing=(
+        "classify:\n  rules:\n    - {name: 路灯, keywords: [路灯], unit: city.lights}\n"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory, {"HOTLINE_UNIT_TOKENS": "city.nowhere=token-123456"})
+    text = "\n".join(str(i) for i in caught.value.issues)
+    assert "routing.yaml: classify.rules[0].unit: unknown unit 'city.lights'" in text
+    assert "routing.yaml: unit_tokens.city.nowhere: unknown unit" in text

@@ -25,7 +25,7 @@ demo: install
 
 # Real servers the tests start themselves: dovecot (IMAP, the mayor's mailbox) and wrk (load
 # generator of bench/web_intake.py). Redis and PostgreSQL already run on this kind of machine.
-DEBS := dovecot-imapd wrk
+DEBS := dovecot-imapd wrk espeak-ng sox
 system-packages:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -1,0 +1,1 @@
+"""Live transcription: Asterisk AudioSocket → Vosk (in-process or vosk-server) → segments."""

@@ -44,7 +44,7 @@ from hotline.http_api import ApiDeps, build_app
 from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
-from hotline.routing import build_router, open_router_consumer
+from hotline.routing import build_router, open_outbox, open_router_consumer
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
 from router.ticket_store import TicketStore
 from telephony import queue_admin
@@ -199,7 +199,10 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                                    stored_call=stored_call)
         # Before the AMI link starts, so every answered call is remembered.
         tracker.subscribe(phone_intake.remember)
-        router, tickets = await build_router(cfg, engine, gateway, timezone)
+        relay = await stack.enter_async_context(
+            open_outbox(cfg, engine, gateway.stream.redis))
+        router, tickets = await build_router(cfg, engine, gateway, timezone,
+                                             on_outbox=relay.wake if relay else None)
         hot.tickets = tickets
         consumer = await stack.enter_async_context(open_router_consumer(cfg, router))
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
@@ -255,6 +258,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             voicing = tasks.create_task(voicemail.run(), name="voicemail-poller")
             routing = (tasks.create_task(consumer.run(), name="intake-router")
                        if cfg.routing.enabled else None)
+            outboxing = (tasks.create_task(relay.run(), name="ticket-outbox")
+                         if relay is not None else None)
             if started is not None:
                 started(hot)
             await stop.wait()
@@ -266,6 +271,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             if routing is not None:
                 # Redis commands run under wait_for too; the last XACK is shielded.
                 await cancel_and_wait(routing, "shutdown")
+            if outboxing is not None:
+                outboxing.cancel("shutdown")
             await link.aclose()
             ticking.cancel("shutdown")
             writing.cancel("shutdown")

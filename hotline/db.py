@@ -199,12 +199,22 @@ class TicketRow(Base):
     survey_satisfied: Mapped[bool | None] = mapped_column(Boolean())
     survey_note: Mapped[str | None] = mapped_column(Text())
     surveyed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # location's street and address as columns: related orders (different citizens, same
+    # place) are an indexed look-up.
+    place_street: Mapped[str | None] = mapped_column(String(100))
+    place_address: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (
         Index("ix_tickets_unit_id_status", "unit_id", "status"),
         Index("ix_tickets_status", "status"),
-        # Repeat detection (重复投诉) looks up one citizen's recent orders.
+        # Repeat detection (重复投诉) looks up the citizens' recent orders by phone, e-mail or
+        # app user (an OR: every branch needs its index, or PostgreSQL scans the table).
         Index("ix_tickets_citizen_phone_created_at", "citizen_phone", "created_at"),
+        Index("ix_tickets_citizen_email_created_at", "citizen_email", "created_at"),
+        Index("ix_tickets_citizen_app_user_id_created_at", "citizen_app_user_id",
+              "created_at"),
+        Index("ix_tickets_place_street_created_at", "place_street", "created_at"),
+        Index("ix_tickets_place_address_created_at", "place_address", "created_at"),
     )
 
 
@@ -225,6 +235,31 @@ class TicketEventRow(Base):
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text(), default="")
+
+
+class TicketOutboxRow(Base):
+    """A ticket waiting to be handed to the city's own ticket system (``ticket_outbox``),
+    written in the ticket's creating transaction; :mod:`router.outbox` delivers it.
+
+    ``state``: ``pending`` (due at ``next_at``), ``delivered`` or ``dead`` (refused or out of
+    attempts: a person must look, ``last_error`` says why).
+    """
+
+    __tablename__ = "ticket_outbox"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(
+        Integer(), ForeignKey("tickets.id", ondelete="CASCADE"), unique=True
+    )
+    state: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer(), default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer())
+    last_error: Mapped[str | None] = mapped_column(Text())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_ticket_outbox_state_next_at", "state", "next_at"),)
 
 
 class TicketNumberCounterRow(Base):

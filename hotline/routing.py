@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import tzinfo
 from pathlib import Path
 
+import aiohttp
+import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.consumer import IntakeConsumer
@@ -21,6 +23,8 @@ from router.calendar import WorkCalendar
 from router.classify import Classifier, TextModel
 from router.gazetteer import Gazetteer
 from router.kb import KbError, KnowledgeBase, load_articles
+from router.outbound import RedisDeadLetter, TicketSender
+from router.outbox import OutboxRelay
 from router.service import IntakeRouter
 from router.ticket_store import TicketStore
 from router.train import ModelError, load_model
@@ -55,18 +59,23 @@ def _load_kb(path: str | None) -> KnowledgeBase | None:
 
 
 async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: DurableGateway,
-                       timezone: tzinfo) -> tuple[IntakeRouter, TicketStore]:
-    """The router and its ticket store (model and knowledge base read off the loop)."""
+                       timezone: tzinfo, *, on_outbox: Callable[[], None] | None = None
+                       ) -> tuple[IntakeRouter, TicketStore]:
+    """The router and its ticket store (model and knowledge base read off the loop). With
+    ``routing.outbound.enabled`` every new ticket also gets an outbox row (``on_outbox``: the
+    relay's ``wake``)."""
     routing = cfg.routing
     model = await asyncio.to_thread(_load_model, Path(routing.model_path))
     kb = await asyncio.to_thread(_load_kb, routing.kb_path)
-    store = TicketStore(engine, routing.tickets)
+    store = TicketStore(engine, routing.tickets, outbox=routing.outbound.enabled,
+                        on_outbox=on_outbox)
     router = IntakeRouter(
         classifier=Classifier(routing.classify, model), units=cfg.units,
         gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(cfg.sla.calendar, timezone),
         sla=cfg.sla, create_ticket=store.create, kb=kb,
         set_status=gateway.stream.set_status, create_tickets=store.create_many,
         set_statuses=gateway.stream.set_statuses, recent_by_citizen=store.by_citizen,
+        recent_by_place=store.by_place,
         repeats=routing.repeats)
     return router, store
 
@@ -86,3 +95,19 @@ async def open_router_consumer(cfg: HotlineConfig,
                              batch_handler=router.handle_many, batch=ROUTER_BATCH)
     finally:
         await redis.aclose()
+
+
+@asynccontextmanager
+async def open_outbox(cfg: HotlineConfig, engine: AsyncEngine,
+                      redis: aioredis.Redis) -> AsyncIterator[OutboxRelay | None]:
+    """The outbox relay handing tickets to the city's own system (``routing.outbound``), with
+    its HTTP session; ``None`` when outbound delivery is off. Run :meth:`OutboxRelay.run` as a
+    task. Dead letters go to the ``<prefix>:tickets-outbound-dead`` stream."""
+    out = cfg.routing.outbound
+    if not out.enabled:
+        yield None
+        return
+    dead = RedisDeadLetter(redis, f"{StreamKeys.from_config(cfg.channels).prefix}"
+                                  ":tickets-outbound-dead")
+    async with aiohttp.ClientSession() as session:
+        yield OutboxRelay(engine, TicketSender(session, out, dead), out, dead)

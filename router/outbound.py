@@ -44,6 +44,11 @@ class OutboundConfig(BaseModel):
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     backoff_initial: Annotated[float, Field(gt=0, le=600)] = 1.0
     backoff_max: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    # The outbox (router/outbox.py): how often it looks for due tickets when nothing woke it,
+    # how many it claims at once and how many POSTs run at the same time.
+    poll_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
+    batch: Annotated[int, Field(ge=1, le=1000)] = 50
+    concurrency: Annotated[int, Field(ge=1, le=100)] = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,18 @@ class Delivery:
     attempts: int
     status: int | None
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The outcome of one POST: ``ok``; else ``retry`` (worth trying again, after
+    ``retry_after`` seconds if the receiver said so) or refused."""
+
+    ok: bool
+    retry: bool
+    status: int | None
+    reason: str
+    retry_after: float | None = None
 
 
 class DeadLetter(Protocol):
@@ -91,40 +108,51 @@ class TicketSender:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): the receiver's
+        ``Retry-After`` if it gave one, else exponential backoff with ±20 % jitter; capped."""
         cap = self.cfg.backoff_max
-        if retry_after is not None and retry_after.strip().isdigit():
-            return min(float(retry_after), cap)
+        if retry_after is not None:
+            return min(retry_after, cap)
         base: float = min(cap, self.cfg.backoff_initial * 2.0 ** (attempt - 1))
-        return base * (0.8 + 0.4 * self._rng.random())      # ±20 % jitter
+        return base * (0.8 + 0.4 * self._rng.random())
 
-    async def send(self, key: str, payload: Mapping[str, Any]) -> Delivery:
-        """Deliver ``payload`` (a ticket as JSON) with idempotency key ``key``."""
+    async def attempt(self, key: str, payload: Mapping[str, Any]) -> Attempt:
+        """One POST of ``payload`` with idempotency key ``key`` (no retry, no sleep)."""
         body = json.dumps(payload, ensure_ascii=False, default=str).encode()
         headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key}
         if self.cfg.token is not None:
             headers["Authorization"] = f"Bearer {self.cfg.token.get_secret_value()}"
         timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_seconds)
+        try:
+            async with self.session.post(self.cfg.url, data=body, headers=headers,
+                                         timeout=timeout) as resp:
+                status = resp.status
+                text = (await resp.text(errors="replace"))[:300]
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Attempt(False, True, None, f"{type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            return Attempt(True, False, status, "")
+        after = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
+        # Any other 4xx: the receiver refuses this ticket; retrying cannot help.
+        return Attempt(False, status in RETRYABLE_STATUS, status, f"HTTP {status}: {text}",
+                       after)
+
+    async def send(self, key: str, payload: Mapping[str, Any]) -> Delivery:
+        """Deliver ``payload`` (a ticket as JSON) with idempotency key ``key``, retrying in
+        this task (the outbox, :mod:`router.outbox`, retries across restarts instead)."""
         reason = ""
         status: int | None = None
         for attempt in range(1, self.cfg.max_attempts + 1):
-            retry_after: str | None = None
-            try:
-                async with self.session.post(self.cfg.url, data=body, headers=headers,
-                                             timeout=timeout) as resp:
-                    status = resp.status
-                    text = (await resp.text(errors="replace"))[:300]
-                    retry_after = resp.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status, reason = None, f"{type(exc).__name__}: {exc}"
-            else:
-                if 200 <= status < 300:
-                    return Delivery("delivered", attempt, status, "")
-                reason = f"HTTP {status}: {text}"
-                if status not in RETRYABLE_STATUS:
-                    break                       # refused: retrying cannot help
+            result = await self.attempt(key, payload)
+            status, reason = result.status, result.reason
+            if result.ok:
+                return Delivery("delivered", attempt, status, "")
+            if not result.retry:
+                break
             if attempt < self.cfg.max_attempts:
-                delay = self._delay(attempt, retry_after)
+                delay = self.delay(attempt, result.retry_after)
                 log.warning("ticket %s not delivered (attempt %d/%d: %s); retry in %.1f s",
                             key, attempt, self.cfg.max_attempts, reason, delay)
                 await self._sleep(delay)

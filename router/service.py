@@ -30,7 +30,7 @@ from router.gazetteer import Gazetteer
 from router.kb import KnowledgeBase
 from router.kinds import DemandType
 from router.route import route_intake
-from router.repeats import Earlier, RepeatConfig, RepeatFinding, check
+from router.repeats import Earlier, RepeatConfig, RepeatFinding, check, citizen_keys
 from router.tickets import NewTicket, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class IntakeRouter:
     set_statuses: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None
     # Earlier tickets of these citizens (phones, emails, app users, since): repeat detection.
     recent_by_citizen: Callable[..., Awaitable[list[Ticket]]] | None = None
+    # Earlier tickets at these places (streets, addresses, since): related orders.
+    recent_by_place: Callable[..., Awaitable[list[Ticket]]] | None = None
     repeats: RepeatConfig = field(default_factory=RepeatConfig)
     routed: int = 0
     manual: int = 0
@@ -108,17 +110,28 @@ class IntakeRouter:
         return self._ticket_for(intake, found, await self._earlier([intake]))
 
     async def _earlier(self, intakes: list[Intake]) -> list[Earlier]:
-        """Recent orders of the batch's citizens, in one query."""
-        if self.recent_by_citizen is None:
+        """Recent orders of the batch's citizens and at the batch's places (one query each,
+        run together)."""
+        if not intakes:
             return []
+        since = min(i.received_at for i in intakes) - timedelta(days=self.repeats.window_days)
         phones = {i.contact.phone for i in intakes if i.contact.phone}
         emails = {i.contact.email for i in intakes if i.contact.email}
         apps = {i.contact.app_user_id for i in intakes if i.contact.app_user_id}
-        if not (phones or emails or apps):
-            return []
-        since = min(i.received_at for i in intakes) - timedelta(days=self.repeats.window_days)
-        tickets = await self.recent_by_citizen(phones=phones, emails=emails, app_users=apps,
-                                               since=since)
+        streets = {i.location.street for i in intakes if i.location.street}
+        addresses = {i.location.address for i in intakes if i.location.address}
+        lookups = []
+        if self.recent_by_citizen is not None and (phones or emails or apps):
+            lookups.append(self.recent_by_citizen(phones=phones, emails=emails, app_users=apps,
+                                                  since=since))
+        if (self.recent_by_place is not None and self.repeats.max_related
+                and (streets or addresses)):
+            lookups.append(self.recent_by_place(streets=streets, addresses=addresses,
+                                                since=since))
+        found: dict[str, Ticket] = {}
+        for batch in await asyncio.gather(*lookups):
+            found.update((t.number, t) for t in batch)
+        tickets = list(found.values())
         return [Earlier(t.number, Contact(phone=t.citizen_phone, email=t.citizen_email,
                                           app_user_id=t.citizen_app_user_id),
                         t.title, t.text, Location(**{k: v for k, v in t.location.items()
@@ -139,7 +152,8 @@ class IntakeRouter:
         }
         if deadline_note:
             explanation["deadline"] = deadline_note
-        repeat = check(intake, earlier, intake.received_at, self.repeats) if earlier \
+        mine = _candidates(intake, earlier)
+        repeat = check(intake, mine, intake.received_at, self.repeats) if mine \
             else RepeatFinding()
         if repeat.explain:
             explanation["repeats"] = list(repeat.explain)
@@ -175,6 +189,22 @@ class IntakeRouter:
         return [{"id": h.article.id, "title": h.article.title, "unit": h.article.unit,
                  "score": h.score, "matched": list(h.matched)}
                 for h in self.kb.search(text, on=day, limit=KB_ANSWERS)]
+
+
+def _candidates(intake: Intake, earlier: Sequence[Earlier]) -> list[Earlier]:
+    """The batch's earlier orders that can matter to ``intake``: same citizen or same place.
+    (The batch look-up returns every batch member's orders; comparing texts with all of them
+    would be batch × orders similarity computations.)"""
+    if not earlier:
+        return []
+    keys = citizen_keys(intake.contact)
+    loc = intake.location
+    street = loc.street.strip() if loc.street else None
+    address = loc.address.strip() if loc.address else None
+    return [e for e in earlier
+            if keys & citizen_keys(e.contact)
+            or (street and e.location.street and e.location.street.strip() == street)
+            or (address and e.location.address and e.location.address.strip() == address)]
 
 
 def _text_of(intake: Intake) -> str:

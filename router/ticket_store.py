@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from channels.intake import utc_now
-from hotline.db import TicketEventRow, TicketNumberCounterRow, TicketRow
+from hotline.db import TicketEventRow, TicketNumberCounterRow, TicketOutboxRow, TicketRow
 from router.tickets import (
     ROUTER,
     Actor,
@@ -92,11 +92,24 @@ def _insert_for(conn: AsyncConnection) -> Callable[..., Insert]:
     return sqlite.insert
 
 
-_TICKET_COLUMNS = [c for c in TicketRow.__table__.columns if c.name != "id"]
+_PLACE_COLUMNS = ("place_street", "place_address")
+_TICKET_COLUMNS = [c for c in TicketRow.__table__.columns
+                   if c.name != "id" and c.name not in _PLACE_COLUMNS]
 
 
-def _ticket(row: Any) -> Ticket:
+def _places(location: dict[str, Any]) -> dict[str, Any]:
+    """The place columns of a ticket (copied out of ``location`` for indexed look-ups)."""
+    street, address = location.get("street"), location.get("address")
+    return {"place_street": street.strip()[:100] if street else None,
+            "place_address": address.strip()[:300] if address else None}
+
+
+def ticket_from_row(row: Any) -> Ticket:
+    """A :class:`Ticket` from a row holding the ``tickets`` columns."""
     return Ticket.model_validate({c.name: getattr(row, c.name) for c in _TICKET_COLUMNS})
+
+
+_ticket = ticket_from_row
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
@@ -114,10 +127,17 @@ class TicketStore:
         settings: TicketSettings | None = None,
         *,
         clock: Callable[[], datetime] = utc_now,
+        outbox: bool = False,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
+        """``outbox``: every new ticket also gets a ``ticket_outbox`` row in its creating
+        transaction (``routing.outbound.enabled``); ``on_outbox`` is called after such a
+        commit (the relay's ``wake``)."""
         self._engine = engine
         self._settings = settings or TicketSettings()
         self._clock = clock
+        self._outbox = outbox
+        self._on_outbox = on_outbox
 
     async def create(self, new: NewTicket, actor: Actor = ROUTER) -> tuple[Ticket, bool]:
         """Create the ticket for ``new.intake_id`` in status 受理 ``accepted``, with its number
@@ -200,6 +220,7 @@ class TicketStore:
                     }
                     for i, new in enumerate(pending)
                 ]
+                places = [row | _places(row["location"]) for row in rows]
                 # executemany ("insertmanyvalues"): the statement is compiled once and cached;
                 # a .values(rows) statement was recompiled per batch (bench/router.py: 46 % of
                 # the router's time was SQLAlchemy compiling 500-row VALUES lists).
@@ -207,7 +228,7 @@ class TicketStore:
                     index_elements=["intake_id"]
                 ).returning(TicketRow.id, TicketRow.intake_id)
                 ids = {row.intake_id: row.id
-                       for row in (await conn.execute(add, rows)).all()}
+                       for row in (await conn.execute(add, places)).all()}
                 if len(ids) < len(pending):
                     # A concurrent create for one of these intakes committed first: give the
                     # numbers back (no gaps) and let the caller read the winner's ticket.
@@ -225,12 +246,18 @@ class TicketStore:
                     insert(TicketEventRow),
                     [event | {"ticket_id": ids[row["intake_id"]]} for row in rows],
                 )
+                if self._outbox:
+                    await conn.execute(insert(TicketOutboxRow), [
+                        {"ticket_id": ticket_id, "state": "pending", "attempts": 0,
+                         "next_at": now, "created_at": now} for ticket_id in ids.values()])
                 await trans.commit()
             except BaseException:
                 if trans.is_active:
                     await trans.rollback()
                 raise
         log.info("%d tickets created: %s..%s", len(rows), rows[0]["number"], rows[-1]["number"])
+        if self._outbox and self._on_outbox is not None:
+            self._on_outbox()
         return [Ticket.model_validate(row) for row in rows]
 
     async def get(self, number: str) -> Ticket:
@@ -279,11 +306,29 @@ class TicketStore:
             who.append(TicketRow.citizen_app_user_id.in_(list(app_users)))
         if not who:
             return []
-        # Unordered: callers compare every returned order. This look-up is what costs the
-        # router a third of its throughput in bench/router.py (1,294–1,693/s without it,
-        # ~1,100/s with it); why a 500-phone IN query costs that much is not yet known.
+        # Unordered: callers compare every returned order. Every OR branch has its own
+        # (column, created_at) index, so PostgreSQL combines bitmap scans; before e-mail and
+        # app user had theirs (migration 0003) this query read the whole table.
         query = (select(TicketRow.__table__).where(TicketRow.created_at >= since)
                  .where(or_(*who)).limit(limit))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_ticket(row) for row in rows]
+
+    async def by_place(self, *, streets: Collection[str] = (),
+                       addresses: Collection[str] = (), since: datetime,
+                       limit: int = 1000) -> list[Ticket]:
+        """Tickets created since ``since`` at any of these streets or addresses (related
+        orders: different citizens, same place; both columns indexed with creation time)."""
+        where = []
+        if streets:
+            where.append(TicketRow.place_street.in_([s.strip() for s in streets]))
+        if addresses:
+            where.append(TicketRow.place_address.in_([a.strip() for a in addresses]))
+        if not where:
+            return []
+        query = (select(TicketRow.__table__).where(TicketRow.created_at >= since)
+                 .where(or_(*where)).order_by(TicketRow.id.desc()).limit(limit))
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_ticket(row) for row in rows]

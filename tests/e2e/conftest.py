@@ -94,7 +94,8 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
     @asynccontextmanager
     async def start(ami_port: int, secret: str = "hotline-demo-secret",
                     db_name: str = "hotline.db",
-                    config_dir: Path = DEMO_CONFIG) -> AsyncIterator[RunningService]:
+                    config_dir: Path = DEMO_CONFIG,
+                    extra_env: dict[str, str] | None = None) -> AsyncIterator[RunningService]:
         db_path = tmp_path / db_name
         prefix = f"e2e{uuid.uuid4().hex[:12]}"
         env = {
@@ -114,7 +115,7 @@ def service_factory(tmp_path: Path) -> Callable[..., Any]:
             "HOTLINE_CHANNELS__REDIS__KEY_PREFIX": prefix,
             "HOTLINE_CHANNELS__SPOOL__PATH": str(tmp_path / f"spool-{db_name}"),
             "HOTLINE_CHANNELS__WEB__ATTACHMENTS_DIR": str(tmp_path / "attachments"),
-        }
+        } | (extra_env or {})
         cfg = await asyncio.to_thread(load_config, config_dir, env)
         stop = asyncio.Event()
         started: asyncio.Future[Hotline] = asyncio.get_running_loop().create_future()

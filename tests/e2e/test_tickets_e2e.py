@@ -8,6 +8,7 @@ from typing import Any
 
 from telephony.simulator.server import PbxSimulator
 from tests.e2e.conftest import ADMIN, AGENT_1001, URBAN, WATER, RunningService, eventually
+from tests.router.city import city  # noqa: F401 (fixture)
 
 SECRET = "hotline-demo-secret"
 
@@ -65,3 +66,27 @@ async def test_a_unit_works_its_order_and_sees_no_other(service_factory) -> None
             status, body = await svc.post(f"/api/tickets/{number}/actions", raw=b"{oops",
                                           token=ADMIN)
             assert status == 400 and body["error"] == "invalid_json"
+
+
+async def test_tickets_reach_the_citys_own_system_through_the_outbox(  # type: ignore[no-untyped-def]
+        service_factory, city) -> None:
+    """routing.outbound on: the ticket made from a web form is POSTed to the city's system
+    (a real local HTTP server) with its number as idempotency key, after one 503."""
+    system, url = city
+    system.script = [503]
+    env = {"HOTLINE_ROUTING__OUTBOUND__ENABLED": "true", "HOTLINE_ROUTING__OUTBOUND__URL": url,
+           "HOTLINE_ROUTING__OUTBOUND__BACKOFF_INITIAL": "0.05"}
+    async with PbxSimulator(secret=SECRET, queues=("12345", "enterprise"), time_scale=10, seed=4) as sim:
+        async with service_factory(sim.port, extra_env=env) as svc:
+            status, _ = await svc.post("/api/intake/web", {
+                "submission_id": "web-out-1", "phone": "13912345678", "title": "停水",
+                "content": "幸福小区3栋从昨晚开始停水，到现在还没来水。"}, token=None)
+            assert status == 201
+
+            async def delivered() -> Any:
+                return len(system.seen) >= 2 or None
+            await eventually(delivered, what="the ticket reaches the city's system")
+            _, body = await svc.get("/api/tickets", token=WATER)
+            number = body["tickets"][0]["number"]
+    assert [key for key, _, _ in system.seen] == [number, number]
+    assert system.seen[-1][1]["unit_id"] == "city.water"

@@ -135,3 +135,32 @@ async def test_the_same_citizen_again_is_linked_as_a_repeat(engine_factory, mode
     assert ticket_1 is not None and ticket_2 is not None
     assert ticket_1.repeat_of is None and ticket_2.repeat_of == ticket_1.number
     assert "重复诉求" in ticket_2.explanation["repeats"][0]
+
+
+async def test_other_citizens_at_the_same_place_are_linked_as_related(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    """Different citizens, same address, similar problem: related (hot-spot material); a
+    different problem at the same address, or the same problem elsewhere, is not."""
+    router, store, _ = await make_router(await engine_factory(), model)
+    router.recent_by_citizen = store.by_citizen
+    router.recent_by_place = store.by_place
+    router.create_tickets = store.create_many
+    text = "幸福路12号小区门口的下水道堵塞，污水漫到路面，臭味很大，请尽快疏通。"
+    first = intake(30, text, address="幸福路12号")
+    await router.handle_many([first])
+
+    def other(n: int, body: str, address: str) -> Intake:
+        return intake(n, body, address=address).model_copy(
+            update={"contact": Contact(name="王先生", phone=f"1370000{n:04d}")})
+
+    same = other(31, "幸福路12号门口下水道堵塞了，污水漫到路面上，很臭，请尽快疏通。", "幸福路12号")
+    unlike = other(32, "幸福路12号小区的物业费收费标准不透明，要求公示。", "幸福路12号")
+    elsewhere = other(33, text, "和平路8号")
+    await router.handle_many([same, unlike, elsewhere])
+    t1, t_same, t_unlike, t_elsewhere = [await store.by_intake(i.intake_id)
+                                         for i in (first, same, unlike, elsewhere)]
+    assert t1 is not None and t_same is not None
+    assert t_same.related_to == t1.number and t_same.repeat_of is None
+    assert any("相关诉求" in line and "幸福路12号" in line
+               for line in t_same.explanation["repeats"])
+    assert t_unlike is not None and t_unlike.related_to is None
+    assert t_elsewhere is not None and t_elsewhere.related_to is None

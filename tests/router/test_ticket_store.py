@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, func, inspect, select
+from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy import bindparam as sa_bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hotline.db import (
@@ -46,7 +47,7 @@ S, A = TicketStatus, TicketAction
 OFFICE = Actor("office", "zhang")
 UNIT = Actor("unit", "district.chaoyang")
 OTHER_UNIT = Actor("unit", "gov.housing")
-TICKET_TABLES = {"tickets", "ticket_events", "ticket_number_counters"}
+TICKET_TABLES = {"tickets", "ticket_events", "ticket_number_counters", "ticket_outbox"}
 
 
 class Clock:
@@ -100,9 +101,14 @@ def _tables(conn: Connection) -> set[str]:
 async def test_migration_up_and_down(engine_factory: EngineFactory) -> None:
     engine = await engine_factory(migrated=False)
     await migrate(engine)
-    assert await schema_revision(engine) == await head_revision() == "0002"
+    assert await schema_revision(engine) == await head_revision() == "0003"
     async with engine.connect() as conn:
         assert TICKET_TABLES <= await conn.run_sync(_tables)
+
+    await downgrade(engine, "0002")
+    async with engine.connect() as conn:
+        tables = await conn.run_sync(_tables)
+    assert "ticket_outbox" not in tables and "tickets" in tables
 
     await downgrade(engine, "0001")
     assert await schema_revision(engine) == "0001"
@@ -114,7 +120,37 @@ async def test_migration_up_and_down(engine_factory: EngineFactory) -> None:
     await downgrade(engine)
     assert await schema_revision(engine) is None
     await migrate(engine)  # nothing left behind that blocks the way up
-    assert await schema_revision(engine) == "0002"
+    assert await schema_revision(engine) == "0003"
+
+
+async def test_migration_0003_copies_places_of_earlier_tickets(
+        engine_factory: EngineFactory) -> None:
+    """Tickets made before 0003 get their street/address columns filled on the way up, so
+    related-order look-ups find them too."""
+    engine = await engine_factory(migrated=False)
+    await migrate(engine, "0002")
+    now = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    row = {"number": "GD202611230001", "intake_id": "a" * 32, "acceptance_no": "1" * 16,
+           "channel": "web", "type": "complaint", "urgency": "general", "status": "accepted",
+           "title": "t", "text": "x", "created_at": now, "updated_at": now,
+           "explanation": {}, "extensions": 0, "supervised": False}
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO tickets (number, intake_id, acceptance_no, channel, type, urgency,"
+            " status, title, text, location, created_at, updated_at, explanation, extensions,"
+            " supervised) VALUES (:number, :intake_id, :acceptance_no, :channel, :type,"
+            " :urgency, :status, :title, :text, :location, :created_at, :updated_at,"
+            " :explanation, :extensions, :supervised)").bindparams(
+                sa_bindparam("location", type_=TicketRow.__table__.c.location.type),
+                sa_bindparam("explanation", type_=TicketRow.__table__.c.explanation.type)),
+            [row | {"location": {"street": "幸福街道", "address": "幸福小区3栋"}},
+             row | {"number": "GD202611230002", "intake_id": "b" * 32, "location": {}}])
+    await migrate(engine)
+    async with engine.connect() as conn:
+        got = (await conn.execute(text(
+            "SELECT number, place_street, place_address FROM tickets ORDER BY number"))).all()
+    assert [tuple(r) for r in got] == [("GD202611230001", "幸福街道", "幸福小区3栋"),
+                                       ("GD202611230002", None, None)]
 
 
 async def test_migration_matches_the_models(engine_factory: EngineFactory) -> None:

@@ -74,8 +74,7 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: Durable
         gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(cfg.sla.calendar, timezone),
         sla=cfg.sla, create_ticket=store.create, kb=kb,
         set_status=gateway.stream.set_status, create_tickets=store.create_many,
-        set_statuses=gateway.stream.set_statuses, recent_by_citizen=store.by_citizen,
-        recent_by_place=store.by_place,
+        set_statuses=gateway.stream.set_statuses, earlier_orders=store.earlier_orders,
         repeats=routing.repeats)
     return router, store
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+from sklearn.feature_extraction.text import HashingVectorizer  # type: ignore[import-untyped]
 
 from channels.intake import Contact, Intake, Location
 from router.kb import terms
@@ -97,18 +100,65 @@ def _same_place(a: Location, b: Location) -> str | None:
     return None
 
 
+def similarity_matrix(a: Sequence[tuple[str, str]],
+                      b: Sequence[tuple[str, str]]) -> npt.NDArray[np.float64]:
+    """Cosine similarities of every (title, text) in ``a`` with every one in ``b``, as
+    :func:`similarity` computes them one pair at a time, for a whole batch in one sparse
+    product (hashed bigram counts; 2**20 buckets make collisions negligible). CPU work: call
+    it in a worker thread."""
+    vectorizer = HashingVectorizer(analyzer=_joined_terms, n_features=2**20,
+                                   alternate_sign=False, norm="l2")
+    left = vectorizer.transform([f"{title} {text}" for title, text in a])
+    right = vectorizer.transform([f"{title} {text}" for title, text in b])
+    return np.asarray((left @ right.T).toarray(), dtype=np.float64)
+
+
+def _joined_terms(doc: str) -> list[str]:
+    return terms(doc)
+
+
+class EarlierIndex:
+    """Earlier orders by citizen key, street and address: the candidates of one intake
+    without comparing it with every order the batch look-up returned."""
+
+    def __init__(self, earlier: Sequence[Earlier]) -> None:
+        self.earlier = list(earlier)
+        self._by: dict[str, list[int]] = {}
+        for i, order in enumerate(self.earlier):
+            for key in _place_keys(order.location) | citizen_keys(order.contact):
+                self._by.setdefault(key, []).append(i)
+
+    def candidates(self, intake: Intake) -> list[int]:
+        """Indexes of the orders sharing a citizen key or a place with ``intake``."""
+        found: set[int] = set()
+        for key in _place_keys(intake.location) | citizen_keys(intake.contact):
+            found.update(self._by.get(key, ()))
+        return sorted(found)
+
+
+def _place_keys(location: Location) -> set[str]:
+    keys = set()
+    if location.street and location.street.strip():
+        keys.add("street:" + location.street.strip())
+    if location.address and location.address.strip():
+        keys.add("address:" + location.address.strip())
+    return keys
+
+
 def check(intake: Intake, earlier: Iterable[Earlier], now: datetime,
-          cfg: RepeatConfig) -> RepeatFinding:
-    """Compare ``intake`` with ``earlier`` orders (the store hands in recent ones)."""
+          cfg: RepeatConfig, scores: Sequence[float] | None = None) -> RepeatFinding:
+    """Compare ``intake`` with ``earlier`` orders (the store hands in recent ones);
+    ``scores``, when given, are the precomputed similarities (aligned with ``earlier``)."""
     since = now - timedelta(days=cfg.window_days)
     mine = citizen_keys(intake.contact)
-    vector = _vector(intake.title, intake.text)
+    vector = _vector(intake.title, intake.text) if scores is None else Counter[str]()
     best: tuple[float, Earlier] | None = None
     related: list[tuple[float, Earlier, str]] = []
-    for order in earlier:
+    for i, order in enumerate(earlier):
         if order.created_at < since:
             continue
-        score = similarity(vector, _vector(order.title, order.text))
+        score = (similarity(vector, _vector(order.title, order.text)) if scores is None
+                 else float(scores[i]))
         same_citizen = bool(mine & citizen_keys(order.contact))
         if same_citizen:
             if order.open and score >= cfg.same_citizen_similarity and (

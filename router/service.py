@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from channels.intake import Contact, Intake, Location
 from config.sla import SlaConfig
 from config.units import UnitsConfig
@@ -30,7 +32,15 @@ from router.gazetteer import Gazetteer
 from router.kb import KnowledgeBase
 from router.kinds import DemandType
 from router.route import route_intake
-from router.repeats import Earlier, RepeatConfig, RepeatFinding, check, citizen_keys
+from router.repeats import (
+    Earlier,
+    EarlierIndex,
+    RepeatConfig,
+    RepeatFinding,
+    check,
+    similarity_matrix,
+)
+from router.ticket_store import EarlierOrder
 from router.tickets import NewTicket, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -55,10 +65,9 @@ class IntakeRouter:
     create_tickets: Callable[[list[NewTicket]], Awaitable[list[tuple[Ticket, bool]]]] | None = \
         None
     set_statuses: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None
-    # Earlier tickets of these citizens (phones, emails, app users, since): repeat detection.
-    recent_by_citizen: Callable[..., Awaitable[list[Ticket]]] | None = None
-    # Earlier tickets at these places (streets, addresses, since): related orders.
-    recent_by_place: Callable[..., Awaitable[list[Ticket]]] | None = None
+    # Earlier orders of these citizens or at these places (phones, emails, app_users,
+    # streets, addresses, since): repeats and related orders (TicketStore.earlier_orders).
+    earlier_orders: Callable[..., Awaitable[list[EarlierOrder]]] | None = None
     repeats: RepeatConfig = field(default_factory=RepeatConfig)
     routed: int = 0
     manual: int = 0
@@ -86,8 +95,10 @@ class IntakeRouter:
         found, earlier = await asyncio.gather(
             asyncio.to_thread(lambda: [self.classifier.classify(_text_of(i)) for i in intakes]),
             self._earlier(intakes))
-        news = [self._ticket_for(intake, f, earlier)
-                for intake, f in zip(intakes, found, strict=True)]
+        assessed = await asyncio.to_thread(self._assess, intakes, earlier) if earlier \
+            else [([], None)] * len(intakes)
+        news = [self._ticket_for(intake, f, mine, scores)
+                for intake, f, (mine, scores) in zip(intakes, found, assessed, strict=True)]
         results = await self.create_tickets(news)
         statuses: list[tuple[str, str]] = []
         for intake, (ticket, created) in zip(intakes, results, strict=True):
@@ -107,40 +118,59 @@ class IntakeRouter:
         """The ticket this intake becomes (no side effects)."""
         # Classification is CPU work (n-grams, a linear model): not on the event loop.
         found = await asyncio.to_thread(self.classifier.classify, _text_of(intake))
-        return self._ticket_for(intake, found, await self._earlier([intake]))
+        earlier = await self._earlier([intake])
+        [(mine, scores)] = await asyncio.to_thread(self._assess, [intake], earlier) if earlier \
+            else [([], None)]
+        return self._ticket_for(intake, found, mine, scores)
+
+    def _assess(self, intakes: list[Intake], earlier: list[Earlier]
+                ) -> list[tuple[list[Earlier], list[float] | None]]:
+        """Per intake: the earlier orders that can matter (same citizen or same place, and
+        alike enough to be a repeat or related) with their similarities, for the whole batch in
+        one sparse product (CPU: in a thread). A hot spot, hundreds of orders from one street,
+        costs a row of the matrix, not hundreds of text comparisons."""
+        index = EarlierIndex(earlier)
+        wanted = [index.candidates(i) for i in intakes]
+        if not any(wanted):
+            return [([], None)] * len(intakes)
+        matrix = similarity_matrix([(i.title, i.text) for i in intakes],
+                                   [(e.title, e.text) for e in earlier])
+        floor = min(self.repeats.same_citizen_similarity, self.repeats.related_similarity)
+        out: list[tuple[list[Earlier], list[float] | None]] = []
+        for row, idx in enumerate(wanted):
+            cols = np.asarray(idx, dtype=np.intp)
+            scores = matrix[row, cols] if idx else np.empty(0)
+            keep = cols[scores >= floor]
+            out.append(([earlier[j] for j in keep], [float(matrix[row, j]) for j in keep]))
+        return out
 
     async def _earlier(self, intakes: list[Intake]) -> list[Earlier]:
-        """Recent orders of the batch's citizens and at the batch's places (one query each,
-        run together)."""
-        if not intakes:
+        """Recent orders of the batch's citizens and at the batch's places, in one query."""
+        if self.earlier_orders is None or not intakes:
             return []
         since = min(i.received_at for i in intakes) - timedelta(days=self.repeats.window_days)
         phones = {i.contact.phone for i in intakes if i.contact.phone}
         emails = {i.contact.email for i in intakes if i.contact.email}
         apps = {i.contact.app_user_id for i in intakes if i.contact.app_user_id}
-        streets = {i.location.street for i in intakes if i.location.street}
-        addresses = {i.location.address for i in intakes if i.location.address}
-        lookups = []
-        if self.recent_by_citizen is not None and (phones or emails or apps):
-            lookups.append(self.recent_by_citizen(phones=phones, emails=emails, app_users=apps,
-                                                  since=since))
-        if (self.recent_by_place is not None and self.repeats.max_related
-                and (streets or addresses)):
-            lookups.append(self.recent_by_place(streets=streets, addresses=addresses,
-                                                since=since))
-        found: dict[str, Ticket] = {}
-        for batch in await asyncio.gather(*lookups):
-            found.update((t.number, t) for t in batch)
-        tickets = list(found.values())
-        return [Earlier(t.number, Contact(phone=t.citizen_phone, email=t.citizen_email,
-                                          app_user_id=t.citizen_app_user_id),
-                        t.title, t.text, Location(**{k: v for k, v in t.location.items()
-                                                     if k in ("district", "street", "address")}),
-                        t.created_at, t.status not in CLOSED)
-                for t in tickets]
+        places = self.repeats.max_related > 0
+        streets = {i.location.street for i in intakes if i.location.street and places}
+        addresses = {i.location.address for i in intakes if i.location.address and places}
+        if not (phones or emails or apps or streets or addresses):
+            return []
+        rows = await self.earlier_orders(phones=phones, emails=emails, app_users=apps,
+                                         streets=streets, addresses=addresses, since=since)
+        return [Earlier(r.number, Contact(phone=r.citizen_phone, email=r.citizen_email,
+                                          app_user_id=r.citizen_app_user_id),
+                        r.title, r.text, Location(street=r.place_street,
+                                                  address=r.place_address),
+                        r.created_at, r.status not in CLOSED)
+                for r in rows]
 
     def _ticket_for(self, intake: Intake, found: Classification,
-                    earlier: Sequence[Earlier] = ()) -> NewTicket:
+                    mine: Sequence[Earlier] = (),
+                    scores: Sequence[float] | None = None) -> NewTicket:
+        """``mine``: the earlier orders sharing a citizen or place with ``intake``;
+        ``scores``: their similarities to it."""
         text = _text_of(intake)
         decision = route_intake(intake, found.unit, self.units, self.gazetteer)
         deadlines, deadline_note = self._deadlines(found, intake.received_at)
@@ -152,8 +182,7 @@ class IntakeRouter:
         }
         if deadline_note:
             explanation["deadline"] = deadline_note
-        mine = _candidates(intake, earlier)
-        repeat = check(intake, mine, intake.received_at, self.repeats) if mine \
+        repeat = check(intake, mine, intake.received_at, self.repeats, scores) if mine \
             else RepeatFinding()
         if repeat.explain:
             explanation["repeats"] = list(repeat.explain)
@@ -189,22 +218,6 @@ class IntakeRouter:
         return [{"id": h.article.id, "title": h.article.title, "unit": h.article.unit,
                  "score": h.score, "matched": list(h.matched)}
                 for h in self.kb.search(text, on=day, limit=KB_ANSWERS)]
-
-
-def _candidates(intake: Intake, earlier: Sequence[Earlier]) -> list[Earlier]:
-    """The batch's earlier orders that can matter to ``intake``: same citizen or same place.
-    (The batch look-up returns every batch member's orders; comparing texts with all of them
-    would be batch × orders similarity computations.)"""
-    if not earlier:
-        return []
-    keys = citizen_keys(intake.contact)
-    loc = intake.location
-    street = loc.street.strip() if loc.street else None
-    address = loc.address.strip() if loc.address else None
-    return [e for e in earlier
-            if keys & citizen_keys(e.contact)
-            or (street and e.location.street and e.location.street.strip() == street)
-            or (address and e.location.address and e.location.address.strip() == address)]
 
 
 def _text_of(intake: Intake) -> str:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Insert, insert, or_, select, update
@@ -77,6 +77,21 @@ class TicketSettings(BaseModel):
     """Letters in front of every ticket number (GD = 工单)."""
     max_extensions: int = Field(default=3, ge=0, le=10)
     """Extensions (延期) granted at most per order; the rules say 3."""
+
+
+class EarlierOrder(NamedTuple):
+    """What repeat and related-order detection needs of an earlier ticket."""
+
+    number: str
+    citizen_phone: str | None
+    citizen_email: str | None
+    citizen_app_user_id: str | None
+    title: str
+    text: str
+    place_street: str | None
+    place_address: str | None
+    created_at: datetime
+    status: str
 
 
 class InvalidTicketChange(TicketError):
@@ -292,46 +307,29 @@ class TicketStore:
             rows = (await conn.execute(query)).all()
         return [_ticket(row) for row in rows]
 
-    async def by_citizen(self, *, phones: Collection[str] = (), emails: Collection[str] = (),
-                         app_users: Collection[str] = (), since: datetime,
-                         limit: int = 1000) -> list[Ticket]:
-        """Tickets created since ``since`` by any of these citizens (for repeat detection;
-        phone and creation time are indexed)."""
-        who = []
-        if phones:
-            who.append(TicketRow.citizen_phone.in_(list(phones)))
-        if emails:
-            who.append(TicketRow.citizen_email.in_(list(emails)))
-        if app_users:
-            who.append(TicketRow.citizen_app_user_id.in_(list(app_users)))
-        if not who:
-            return []
-        # Unordered: callers compare every returned order. Every OR branch has its own
-        # (column, created_at) index, so PostgreSQL combines bitmap scans; before e-mail and
-        # app user had theirs (migration 0003) this query read the whole table.
-        query = (select(TicketRow.__table__).where(TicketRow.created_at >= since)
-                 .where(or_(*who)).limit(limit))
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_ticket(row) for row in rows]
-
-    async def by_place(self, *, streets: Collection[str] = (),
-                       addresses: Collection[str] = (), since: datetime,
-                       limit: int = 1000) -> list[Ticket]:
-        """Tickets created since ``since`` at any of these streets or addresses (related
-        orders: different citizens, same place; both columns indexed with creation time)."""
+    async def earlier_orders(self, *, phones: Collection[str] = (),
+                             emails: Collection[str] = (), app_users: Collection[str] = (),
+                             streets: Collection[str] = (), addresses: Collection[str] = (),
+                             since: datetime, limit: int = 2000) -> list[EarlierOrder]:
+        """The orders since ``since`` of these citizens or at these places, newest first, with
+        only the columns repeat detection compares (one query for the router's whole batch;
+        every OR branch is an indexed ``(column, created_at)`` look-up)."""
         where = []
-        if streets:
-            where.append(TicketRow.place_street.in_([s.strip() for s in streets]))
-        if addresses:
-            where.append(TicketRow.place_address.in_([a.strip() for a in addresses]))
+        for column, values in ((TicketRow.citizen_phone, phones),
+                               (TicketRow.citizen_email, emails),
+                               (TicketRow.citizen_app_user_id, app_users),
+                               (TicketRow.place_street, [v.strip() for v in streets]),
+                               (TicketRow.place_address, [v.strip() for v in addresses])):
+            if values:
+                where.append(column.in_(list(values)))
         if not where:
             return []
-        query = (select(TicketRow.__table__).where(TicketRow.created_at >= since)
-                 .where(or_(*where)).order_by(TicketRow.id.desc()).limit(limit))
+        query = (select(*(getattr(TicketRow, name) for name in EarlierOrder._fields))
+                 .where(TicketRow.created_at >= since).where(or_(*where))
+                 .order_by(TicketRow.id.desc()).limit(limit))
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_ticket(row) for row in rows]
+        return [EarlierOrder(*row) for row in rows]
 
     async def events(self, number: str) -> list[TicketEvent]:
         """The audit trail of a ticket, oldest first."""

@@ -75,3 +75,21 @@ def test_other_citizens_same_place_same_problem_are_related() -> None:
 def test_empty_text_and_no_contact_never_match() -> None:
     assert check(intake("", phone=None), [earlier("GD1", NOISE)], NOW, CFG) == check(
         intake("", phone=None), [], NOW, CFG)
+
+
+def test_the_batch_similarity_matrix_equals_the_pairwise_cosine() -> None:
+    """The router scores a whole batch in one sparse product; it must agree with the
+    one-pair :func:`similarity` the rules were tuned with."""
+    from collections import Counter
+
+    from router.kb import terms
+    from router.repeats import similarity, similarity_matrix
+
+    docs = [("噪音扰民", "幸福小区3栋旁边的工地每天晚上十一点以后还在施工"),
+            ("", "上次反映的幸福小区3栋旁工地夜间施工噪音还是没人管"),
+            ("停水", "和平路8号从昨晚开始停水 ABC 123"), ("", "")]
+    matrix = similarity_matrix(docs, docs)
+    for i, a in enumerate(docs):
+        for j, b in enumerate(docs):
+            pair = similarity(Counter(terms(f"{a[0]} {a[1]}")), Counter(terms(f"{b[0]} {b[1]}")))
+            assert abs(matrix[i, j] - pair) < 1e-9, (i, j)

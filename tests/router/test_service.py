@@ -123,7 +123,7 @@ async def test_a_batch_makes_one_ticket_per_intake_in_one_go(engine_factory, mod
 
 async def test_the_same_citizen_again_is_linked_as_a_repeat(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
     router, store, _ = await make_router(await engine_factory(), model)
-    router.recent_by_citizen = store.by_citizen
+    router.earlier_orders = store.earlier_orders
     first = intake(20, "幸福小区3栋旁边的工地每天晚上十一点以后还在施工，噪音太大睡不着。",
                    title="噪音扰民")
     again = intake(21, "上次反映的幸福小区3栋旁工地夜间施工噪音还是没人管，晚上十一点后仍在施工。",
@@ -141,8 +141,7 @@ async def test_other_citizens_at_the_same_place_are_linked_as_related(engine_fac
     """Different citizens, same address, similar problem: related (hot-spot material); a
     different problem at the same address, or the same problem elsewhere, is not."""
     router, store, _ = await make_router(await engine_factory(), model)
-    router.recent_by_citizen = store.by_citizen
-    router.recent_by_place = store.by_place
+    router.earlier_orders = store.earlier_orders
     router.create_tickets = store.create_many
     text = "幸福路12号小区门口的下水道堵塞，污水漫到路面，臭味很大，请尽快疏通。"
     first = intake(30, text, address="幸福路12号")

@@ -256,9 +256,18 @@ def _paths() -> dict[str, Any]:
                  "schema": {"type": "string"}},
                 {"name": "unit", "in": "query", "required": False, "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
-            "responses": {"200": {"description": "工单", "content": {"application/json": {
-                "schema": _OBJECT}}}, **_errors(401, 422, 503)}}},
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                {"name": "before", "in": "query", "required": False,
+                 "description": "翻页：上一页返回的 next（工单编号）",
+                 "schema": {"type": "string"}},
+                {"name": "overdue", "in": "query", "required": False,
+                 "description": "仅已超过办理时限且未办结的工单",
+                 "schema": {"type": "boolean"}},
+                {"name": "manual", "in": "query", "required": False,
+                 "description": "仅待人工派单的工单（热线办公室）",
+                 "schema": {"type": "boolean"}}],
+            "responses": {"200": {"description": "工单；满页时带 next", "content": {
+                "application/json": {"schema": _OBJECT}}}, **_errors(401, 403, 422, 503)}}},
         "/api/tickets/{number}": {"get": {
             "summary": "工单详情与处理记录", "tags": ["tickets"], "security": BEARER,
             "parameters": [TICKET_NUMBER],

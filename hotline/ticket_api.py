@@ -5,7 +5,9 @@ Authentication (``Authorization: Bearer <token>``): the admin token acts as the 
 that unit, which sees and changes **only its own orders** (another unit's order is "not found",
 so numbers cannot be probed). Seat agents have no access here.
 
-    GET  /api/tickets?status=&unit=&limit=      newest first (a unit: its own only)
+    GET  /api/tickets?status=&unit=&limit=&before=&overdue=&manual=
+                                                newest first (a unit: its own only); a full
+                                                page carries "next": pass it as ?before=
     GET  /api/tickets/{number}                  the order and its audit trail
     POST /api/tickets/{number}/actions          {"action": "sign", "note": "...", ...}
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from channels.intake import utc_now
 from hotline.http_errors import ApiError
 from router.ticket_store import InvalidTicketChange, TicketStore
 from router.tickets import (
@@ -35,6 +39,7 @@ from router.tickets import (
 )
 
 MAX_BODY = 16 * 1024
+_NUMBER = re.compile(r"[A-Z]{1,8}\d{8,20}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class TicketApiDeps:
     store: Callable[[], TicketStore | None]
     admin_token: Callable[[], str | None]
     unit_tokens: Callable[[], dict[str, str]]
+    clock: Callable[[], datetime] = utc_now
 
 
 TICKET_API = web.AppKey("ticket_api", TicketApiDeps)
@@ -100,10 +106,27 @@ async def list_tickets(request: web.Request) -> web.Response:
                        {"fields": ["status", "limit"]}) from None
     if not 1 <= limit <= 500:
         raise ApiError(422, "invalid_field", "limit 须在 1 到 500 之间", {"fields": ["limit"]})
+    flags = {}
+    for name in ("overdue", "manual"):
+        value = query.get(name, "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise ApiError(422, "invalid_field", f"{name} 须为 true 或 false", {"fields": [name]})
+        flags[name] = value in ("true", "1")
+    before = query.get("before") or None
+    if before is not None and not _NUMBER.fullmatch(before):
+        raise ApiError(422, "invalid_field", "before 须为工单编号", {"fields": ["before"]})
     own = _unit_of(actor)
     unit = own if own is not None else (query.get("unit") or None)
-    tickets = await _store(request).listing(unit_id=unit, status=status, limit=limit)
-    return _json({"tickets": [ticket_json(t) for t in tickets]})
+    if own is not None and flags["manual"]:
+        raise ApiError(403, "forbidden", "待人工派单的工单仅热线办公室可见")
+    tickets = await _store(request).listing(
+        unit_id=unit, status=status, limit=limit, before=before,
+        overdue_at=request.app[TICKET_API].clock() if flags["overdue"] else None,
+        manual=flags["manual"])
+    page: dict[str, Any] = {"tickets": [ticket_json(t) for t in tickets]}
+    if len(tickets) == limit:
+        page["next"] = tickets[-1].number      # ?before=<next> gives the following page
+    return _json(page)
 
 
 async def get_ticket(request: web.Request) -> web.Response:

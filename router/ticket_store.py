@@ -79,6 +79,10 @@ class TicketSettings(BaseModel):
     """Extensions (延期) granted at most per order; the rules say 3."""
 
 
+DONE = frozenset({S.REPLIED, S.SURVEYED, S.ARCHIVED})
+"""States in which the unit's work is done: such an order is never overdue."""
+
+
 class EarlierOrder(NamedTuple):
     """What repeat and related-order detection needs of an earlier ticket."""
 
@@ -296,13 +300,25 @@ class TicketStore:
         return None if row is None else _ticket(row)
 
     async def listing(self, *, unit_id: str | None = None, status: TicketStatus | None = None,
-                      limit: int = 100) -> list[Ticket]:
-        """The newest ``limit`` tickets of one unit and/or in one status (indexed)."""
+                      limit: int = 100, before: str | None = None,
+                      overdue_at: datetime | None = None,
+                      manual: bool = False) -> list[Ticket]:
+        """The newest ``limit`` tickets of one unit and/or in one status, older than ticket
+        number ``before`` (paging); ``overdue_at``: only open orders whose handling deadline
+        passed before then; ``manual``: only orders waiting for manual dispatch."""
         query = select(TicketRow.__table__).order_by(TicketRow.id.desc()).limit(limit)
         if unit_id is not None:
             query = query.where(TicketRow.unit_id == unit_id)
         if status is not None:
             query = query.where(TicketRow.status == status.value)
+        if before is not None:
+            query = query.where(TicketRow.id < select(TicketRow.id)
+                                .where(TicketRow.number == before).scalar_subquery())
+        if overdue_at is not None:
+            query = query.where(TicketRow.handle_by < overdue_at,
+                                TicketRow.status.not_in([st.value for st in DONE]))
+        if manual:
+            query = query.where(TicketRow.unit_id.is_(None))
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_ticket(row) for row in rows]

@@ -90,3 +90,44 @@ async def test_tickets_reach_the_citys_own_system_through_the_outbox(  # type: i
             number = body["tickets"][0]["number"]
     assert [key for key, _, _ in system.seen] == [number, number]
     assert system.seen[-1][1]["unit_id"] == "city.water"
+
+
+async def test_the_office_pages_through_orders_and_finds_overdue_and_manual_ones(  # type: ignore[no-untyped-def]
+        service_factory) -> None:
+    async with PbxSimulator(secret=SECRET, queues=("12345", "enterprise"), time_scale=10, seed=5) as sim:
+        async with service_factory(sim.port) as svc:
+            for n in range(5):
+                status, _ = await svc.post("/api/intake/web", {
+                    "submission_id": f"web-page-{n}", "phone": "13912345678", "title": "停水",
+                    "content": f"幸福小区{n}栋从昨晚开始停水，到现在还没来水。"}, token=None)
+                assert status == 201
+            status, _ = await svc.post("/api/intake/web", {
+                "submission_id": "web-vague", "phone": "13912345679",
+                "content": "你好你好你好你好"}, token=None)
+            assert status == 201
+
+            async def all_routed() -> Any:
+                _, body = await svc.get("/api/tickets?limit=100", token=ADMIN)
+                return body["tickets"] if len(body.get("tickets", [])) == 6 else None
+            every = await eventually(all_routed, what="six orders")
+
+            seen: list[str] = []
+            path = "/api/tickets?limit=4"
+            while True:
+                status, page = await svc.get(path, token=ADMIN)
+                assert status == 200
+                seen += [t["number"] for t in page["tickets"]]
+                if "next" not in page:
+                    break
+                path = f"/api/tickets?limit=4&before={page['next']}"
+            assert seen == [t["number"] for t in every]        # newest first, no gaps
+
+            _, manual = await svc.get("/api/tickets?manual=true", token=ADMIN)
+            assert [t["unit_id"] for t in manual["tickets"]] == [None]
+            assert (await svc.get("/api/tickets?manual=true", token=WATER))[0] == 403
+            # Nothing is overdue yet: deadlines are days away.
+            _, overdue = await svc.get("/api/tickets?overdue=true", token=ADMIN)
+            assert overdue["tickets"] == []
+            for bad in ("overdue=maybe", "before=x;drop", "limit=0"):
+                status, body = await svc.get(f"/api/tickets?{bad}", token=ADMIN)
+                assert status == 422 and body["error"] == "invalid_field" and body["message"]

@@ -474,3 +474,26 @@ async def test_data_an_action_does_not_take_is_refused(engine_factory: EngineFac
     with pytest.raises(InvalidTicketChange):
         await store.transition(ticket.number, A.SURVEY, OFFICE)
     assert (await store.get(ticket.number)).status is S.ACCEPTED
+
+
+async def test_listing_pages_and_finds_overdue_and_manual_orders(
+        engine_factory: EngineFactory) -> None:
+    store = TicketStore(await engine_factory())
+    late = [(await store.create(new_ticket(handle_by=datetime(2026, 11, 20, tzinfo=UTC))))[0]
+            for _ in range(2)]
+    on_time = (await store.create(new_ticket()))[0]           # handle_by 2026-11-30
+    manual = (await store.create(new_ticket(unit_id=None)))[0]
+    done = (await store.create(new_ticket(handle_by=datetime(2026, 11, 20, tzinfo=UTC))))[0]
+    for action in (A.REVIEW, A.DISPATCH):
+        await store.transition(done.number, action, ROUTER)
+    for action in (A.SIGN, A.HANDLE, A.REPLY):
+        await store.transition(done.number, action, UNIT, note="已处理")
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    overdue = await store.listing(overdue_at=now)
+    assert [t.number for t in overdue] == [late[1].number, late[0].number]
+    assert [t.number for t in await store.listing(manual=True)] == [manual.number]
+    everything = [t.number for t in await store.listing()]
+    first = await store.listing(limit=2)
+    rest = await store.listing(limit=10, before=first[-1].number)
+    assert [t.number for t in first + rest] == everything and len(everything) == 5
+    assert on_time.number in everything

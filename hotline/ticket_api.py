@@ -40,6 +40,22 @@ from router.tickets import (
 
 MAX_BODY = 16 * 1024
 _NUMBER = re.compile(r"[A-Z]{1,8}\d{8,20}")
+# Control characters (tab and newlines allowed): PostgreSQL refuses NUL in any text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _plain_text(value: str | None, key: str) -> str | None:
+    """``value`` unless it holds control characters (422 naming ``key``)."""
+    if value is not None and _CONTROL.search(value):
+        raise ApiError(422, "invalid_field", f"{key} 含有控制字符", {"fields": [key]})
+    return value
+
+
+def _number(request: web.Request) -> str:
+    number = request.match_info["number"]
+    if not _NUMBER.fullmatch(number):
+        raise ApiError(404, "ticket_not_found", "工单不存在")
+    return number
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     if before is not None and not _NUMBER.fullmatch(before):
         raise ApiError(422, "invalid_field", "before 须为工单编号", {"fields": ["before"]})
     own = _unit_of(actor)
-    unit = own if own is not None else (query.get("unit") or None)
+    unit = own if own is not None else _plain_text(query.get("unit") or None, "unit")
     if own is not None and flags["manual"]:
         raise ApiError(403, "forbidden", "待人工派单的工单仅热线办公室可见")
     tickets = await _store(request).listing(
@@ -132,7 +148,7 @@ async def list_tickets(request: web.Request) -> web.Response:
 async def get_ticket(request: web.Request) -> web.Response:
     actor = _who(request)
     store = _store(request)
-    number = request.match_info["number"]
+    number = _number(request)
     try:
         ticket = await store.get(number)
     except TicketNotFound:
@@ -172,7 +188,7 @@ def _optional_time(body: dict[str, Any], key: str) -> datetime | None:
 async def act(request: web.Request) -> web.Response:
     actor = _who(request)
     store = _store(request)
-    number = request.match_info["number"]
+    number = _number(request)
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "payload_too_large", "请求体过大")
     try:
@@ -198,6 +214,8 @@ async def act(request: web.Request) -> web.Response:
             survey_note is not None and not isinstance(survey_note, str)):
         raise ApiError(422, "invalid_field", "unit_id、survey_note 须为文字",
                        {"fields": ["unit_id", "survey_note"]})
+    for key, value in (("note", note), ("unit_id", unit_id), ("survey_note", survey_note)):
+        _plain_text(value, key)
     try:
         ticket = await store.transition(
             number, action, actor, note[:2000], unit_id=unit_id,

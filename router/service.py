@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -74,6 +75,7 @@ class IntakeRouter:
 
     async def handle(self, intake: Intake) -> None:
         """Route one intake (idempotent: the stream may deliver it again)."""
+        intake = sanitised(intake)
         ticket, created = await self.create_ticket(await self.decide(intake))
         if created:
             self.routed += 1
@@ -90,6 +92,7 @@ class IntakeRouter:
             for intake in intakes:
                 await self.handle(intake)
             return
+        intakes = [sanitised(i) for i in intakes]
         # One trip to a worker thread for the whole batch's classification, while the
         # database looks up the citizens' earlier orders.
         found, earlier = await asyncio.gather(
@@ -116,6 +119,7 @@ class IntakeRouter:
 
     async def decide(self, intake: Intake) -> NewTicket:
         """The ticket this intake becomes (no side effects)."""
+        intake = sanitised(intake)
         # Classification is CPU work (n-grams, a linear model): not on the event loop.
         found = await asyncio.to_thread(self.classifier.classify, _text_of(intake))
         earlier = await self._earlier([intake])
@@ -218,6 +222,38 @@ class IntakeRouter:
         return [{"id": h.article.id, "title": h.article.title, "unit": h.article.unit,
                  "score": h.score, "matched": list(h.matched)}
                 for h in self.kb.search(text, on=day, limit=KB_ANSWERS)]
+
+
+# C0 controls but tab, newline and carriage return, and DEL: a mail body or a form can carry
+# them; PostgreSQL refuses NUL in text and JSONB, and none of them means anything to a reader.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean(value: str | None) -> str | None:
+    return None if value is None else _CONTROL.sub("", value)
+
+
+def sanitised(intake: Intake) -> Intake:
+    """``intake`` without control characters in the texts a ticket stores (the intake in the
+    stream is left as the citizen sent it)."""
+    texts = [intake.title, intake.text, intake.contact.name, intake.location.district,
+             intake.location.street, intake.location.address]
+    if intake.call is not None:
+        texts += [intake.call.agent_summary, intake.call.transcript]
+    if not any(v and _CONTROL.search(v) for v in texts):
+        return intake
+    loc = intake.location
+    update: dict[str, Any] = {
+        "title": _clean(intake.title), "text": _clean(intake.text),
+        "contact": intake.contact.model_copy(update={"name": _clean(intake.contact.name)}),
+        "location": loc.model_copy(update={"district": _clean(loc.district),
+                                           "street": _clean(loc.street),
+                                           "address": _clean(loc.address)})}
+    if intake.call is not None:
+        update["call"] = intake.call.model_copy(update={
+            "agent_summary": _clean(intake.call.agent_summary),
+            "transcript": _clean(intake.call.transcript)})
+    return intake.model_copy(update=update)
 
 
 def _text_of(intake: Intake) -> str:

@@ -131,3 +131,16 @@ async def test_the_office_pages_through_orders_and_finds_overdue_and_manual_ones
             for bad in ("overdue=maybe", "before=x;drop", "limit=0"):
                 status, body = await svc.get(f"/api/tickets?{bad}", token=ADMIN)
                 assert status == 422 and body["error"] == "invalid_field" and body["message"]
+
+
+async def test_control_characters_get_a_clear_error_not_a_crash(  # type: ignore[no-untyped-def]
+        service_factory) -> None:
+    async with PbxSimulator(secret=SECRET, queues=("12345", "enterprise"), time_scale=10, seed=6) as sim:
+        async with service_factory(sim.port) as svc:
+            assert (await svc.get("/api/tickets/GD%00", token=ADMIN))[0] == 404
+            status, body = await svc.get("/api/tickets?unit=city%00water", token=ADMIN)
+            assert status == 422 and body["details"]["fields"] == ["unit"]
+            status, body = await svc.post("/api/tickets/GD20261123000001/actions",
+                                          {"action": "sign", "note": "好\u0000的"}, token=ADMIN)
+            assert status == 422 and body["error"] == "invalid_field"
+            assert (await svc.get("/healthz", token=None))[0] == 200

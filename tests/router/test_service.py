@@ -163,3 +163,24 @@ async def test_other_citizens_at_the_same_place_are_linked_as_related(engine_fac
                for line in t_same.explanation["repeats"])
     assert t_unlike is not None and t_unlike.related_to is None
     assert t_elsewhere is not None and t_elsewhere.related_to is None
+
+
+@pytest.mark.parametrize("database_factory", ["postgresql"], indirect=True)
+async def test_awkward_intakes_still_become_tickets(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    """Bad input the channels let through (a mail body with NUL bytes, emoji, mixed scripts,
+    a huge text, no contact details, an unknown place) makes a ticket, in one batch, on the
+    real PostgreSQL (which refuses NUL in text)."""
+    router, store, _ = await make_router(await engine_factory(), model)
+    router.create_tickets = store.create_many
+    router.earlier_orders = store.earlier_orders
+    awkward = [
+        intake(40, "停水\x00了\x00三天", title="停\x00水"),
+        intake(41, "😡😡😡 噪音 noise ноль 소음 " * 3),
+        intake(42, "路灯坏了" * 20000, street="不存在的街道"),
+        intake(43, "").model_copy(update={"contact": Contact()}),
+    ]
+    await router.handle_many(awkward)
+    tickets = [await store.by_intake(i.intake_id) for i in awkward]
+    assert all(t is not None for t in tickets)
+    assert tickets[0] is not None and "\x00" not in tickets[0].text + tickets[0].title
+    assert tickets[0].text == "停水了三天"

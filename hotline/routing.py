@@ -66,6 +66,14 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: Durable
     relay's ``wake``)."""
     routing = cfg.routing
     model = await asyncio.to_thread(_load_model, Path(routing.model_path))
+    if model is not None and "unit" in model.heads:
+        known = {u.id for u in cfg.units.units} | {cfg.units.territorial_label}
+        unknown = sorted(set(model.heads["unit"].classes) - known)
+        if unknown:
+            # route() ignores such a guess (with the reason on the ticket); say it once here.
+            log.error("派单模型含有 units.yaml 中没有的单位 %s：这些预测将不被采用，请用当前单位"
+                      "重新训练 / routing model predicts units not in units.yaml: %s",
+                      "、".join(unknown), ", ".join(unknown))
     kb = await asyncio.to_thread(_load_kb, routing.kb_path)
     store = TicketStore(engine, routing.tickets, outbox=routing.outbound.enabled,
                         on_outbox=on_outbox)

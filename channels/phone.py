@@ -183,7 +183,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 def draft_from_call(call: CallRecord, summary: AgentSummary, received_at: datetime, *,
-                    seat_id: str) -> IntakeDraft:
+                    seat_id: str, transcript: str | None = None) -> IntakeDraft:
     """The intake for ``call`` from the summary ``seat_id``'s agent typed.
 
     ``received_at`` is when the demand reached the hotline (the service passes the call's
@@ -211,7 +211,7 @@ def draft_from_call(call: CallRecord, summary: AgentSummary, received_at: dateti
                           address=line(summary.address)),
         source_ref=f"ami:call/{call.linkedid}",
         call=CallDetails(call_id=call.linkedid, seat_id=seat_id, queue=call.queue,
-                         agent_summary=text, transcript=None, recording=None,
+                         agent_summary=text, transcript=transcript, recording=None,
                          callback_phone=callback))
 
 
@@ -259,9 +259,13 @@ class PhoneIntake:
 
     def __init__(self, calls: SeatCalls, gateway: IntakeGateway, clock: Clock = utc_now, *,
                  stored_call: StoredCall | None = None,
+                 transcript_of: Callable[[str], Awaitable[str | None]] | None = None,
                  last_call_window: timedelta = timedelta(hours=1),
                  remembered: int = 2000) -> None:
+        """``transcript_of`` (the ASR's :meth:`asr.sink.CallTranscripts.text_of`): what the
+        caller said on the call (by Linkedid), attached to the intake."""
         self._calls = calls
+        self._transcript_of = transcript_of
         self._stored = stored_call
         self._gateway = gateway
         self._clock = clock
@@ -321,7 +325,11 @@ class PhoneIntake:
         with the same acceptance number. Raises :class:`PhoneIntakeError` (``no_call``,
         ``not_your_call``, ``intake_unavailable`` when neither Redis nor the spool took it)."""
         call = await self.find_call(seat_id, call_id)
-        draft = draft_from_call(call, summary, call.joined_at, seat_id=seat_id)
+        transcript = None
+        if self._transcript_of is not None:
+            transcript = await self._transcript_of(call.linkedid)
+        draft = draft_from_call(call, summary, call.joined_at, seat_id=seat_id,
+                                transcript=transcript)
         try:
             accepted = await self._gateway.submit(draft)
         except IntakeUnavailable:

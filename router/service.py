@@ -196,7 +196,7 @@ class IntakeRouter:
         return NewTicket(
             intake_id=intake.intake_id, acceptance_no=intake.acceptance_no,
             channel=intake.channel, type=found.type, urgency=found.urgency,
-            unit_id=decision.unit_id, title=intake.title[:500], text=intake.text,
+            unit_id=decision.unit_id, title=intake.title[:500], text=_ticket_text(intake),
             citizen_name=intake.contact.name, citizen_phone=intake.contact.phone,
             citizen_email=intake.contact.email,
             citizen_app_user_id=intake.contact.app_user_id,
@@ -254,6 +254,14 @@ def sanitised(intake: Intake) -> Intake:
             "agent_summary": _clean(intake.call.agent_summary),
             "transcript": _clean(intake.call.transcript)})
     return intake.model_copy(update=update)
+
+
+def _ticket_text(intake: Intake) -> str:
+    """What the unit reads: the demand, then the call's transcript (speech recognition) when
+    there is one, so every call's words are on its ticket."""
+    if intake.call is not None and intake.call.transcript:
+        return f"{intake.text}\n\n【通话转写】\n{intake.call.transcript}"
+    return intake.text
 
 
 def _text_of(intake: Intake) -> str:

@@ -96,6 +96,23 @@ async def test_summary_during_the_call_becomes_one_phone_intake() -> None:
     assert intake.call.transcript is None and intake.call.recording is None
 
 
+async def test_the_calls_transcript_is_attached_to_the_intake() -> None:
+    """Speech recognition's words for the call (by Linkedid) travel with the intake."""
+    asked: list[str] = []
+
+    async def transcript_of(call_id: str) -> str | None:
+        asked.append(call_id)
+        return "我家楼下的路灯坏了\n幸福路十二号"
+
+    h, gateway = await harness(), MemoryGateway()
+    phone = desk(h, gateway, Clock(T0 + timedelta(seconds=2)), transcript_of=transcript_of)
+    await replay(h, "01-answered", 2.0)
+    await phone.submit_summary("1001", None, SUMMARY)
+    [intake] = gateway.intakes
+    assert asked == [CALL_01]
+    assert intake.call is not None and intake.call.transcript == "我家楼下的路灯坏了\n幸福路十二号"
+
+
 async def test_a_second_summary_for_the_same_call_is_a_duplicate_with_the_same_number() -> None:
     h, gateway = await harness(), MemoryGateway()
     phone = desk(h, gateway, Clock(T0 + timedelta(seconds=2)))

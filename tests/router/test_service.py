@@ -184,3 +184,16 @@ async def test_awkward_intakes_still_become_tickets(engine_factory, model) -> No
     assert all(t is not None for t in tickets)
     assert tickets[0] is not None and "\x00" not in tickets[0].text + tickets[0].title
     assert tickets[0].text == "停水了三天"
+
+
+async def test_a_calls_transcript_is_on_its_ticket(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    from channels.intake import CallDetails
+    router, store, _ = await make_router(await engine_factory(), model)
+    call = intake(50, "路灯不亮", title="路灯").model_copy(update={
+        "channel": "phone", "call": CallDetails(call_id="1795399483.0", seat_id="1001",
+                                                agent_summary="路灯不亮",
+                                                transcript="我家门口的路灯坏了三天了")})
+    await router.handle(call)
+    ticket = await store.by_intake(call.intake_id)
+    assert ticket is not None
+    assert ticket.text == "路灯不亮\n\n【通话转写】\n我家门口的路灯坏了三天了"

@@ -121,7 +121,7 @@ async def run(cfg: Any, engine: Any, tz: Any, n: int, pool: list[str],
             pass
         gateway: Any = _Gateway()
         gateway.stream = stream
-        router, _store = await build_router(cfg, engine, gateway, tz)
+        router = (await build_router(cfg, engine, gateway, tz)).router
 
         # Classification alone (what the router runs in a thread for each intake).
         samples = [rng.choice(pool) for _ in range(2000)]

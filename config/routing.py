@@ -22,8 +22,11 @@ class RoutingConfig(BaseModel):
     enabled: bool = True
     # Made by `hotline router train history.csv --out PATH`; without it, rules only.
     model_path: str = "var/router-model.joblib"
-    # Knowledge-base articles (YAML or CSV, see router/kb.py); none: no answers attached.
+    # Knowledge-base seed (YAML or CSV, see router/kb.py): articles not yet in the database
+    # are imported at start; units then keep their own entries current through the API.
     kb_path: str | None = None
+    # How often an instance looks for knowledge-base edits made through another instance.
+    kb_refresh_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     classify: ClassifyRules = ClassifyRules()
     repeats: RepeatConfig = RepeatConfig()
     tickets: TicketSettings = TicketSettings()

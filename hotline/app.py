@@ -45,7 +45,9 @@ from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
 from hotline.routing import build_router, open_outbox, open_router_consumer
+from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
+from router.kb_store import KbSync
 from router.ticket_store import TicketStore
 from telephony import queue_admin
 from telephony.calls import CallTracker
@@ -88,6 +90,7 @@ class Hotline:
     link: AmiLink
     gateway: DurableGateway
     tickets: TicketStore | None = None
+    kb: KbSync | None = None
     clock: Callable[[], datetime] = utc_now
     http_port: int = 0
     env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
@@ -201,9 +204,11 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         tracker.subscribe(phone_intake.remember)
         relay = await stack.enter_async_context(
             open_outbox(cfg, engine, gateway.stream.redis))
-        router, tickets = await build_router(cfg, engine, gateway, timezone,
-                                             on_outbox=relay.wake if relay else None)
-        hot.tickets = tickets
+        parts = await build_router(cfg, engine, gateway, timezone,
+                                   on_outbox=relay.wake if relay else None)
+        router = parts.router
+        hot.tickets = parts.tickets
+        hot.kb = parts.kb
         consumer = await stack.enter_async_context(open_router_consumer(cfg, router))
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
@@ -239,6 +244,14 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             admin_token=lambda: _secret(hot.config.service.admin_token),
             unit_tokens=lambda: {k: v.get_secret_value()
                                  for k, v in hot.config.routing.unit_tokens.items()}))
+        add_kb_routes(app, KbApiDeps(
+            sync=lambda: hot.kb,
+            admin_token=lambda: _secret(hot.config.service.admin_token),
+            unit_tokens=lambda: {k: v.get_secret_value()
+                                 for k, v in hot.config.routing.unit_tokens.items()},
+            agent_tokens=lambda: {k: v.get_secret_value()
+                                  for k, v in hot.config.service.agent_tokens.items()},
+            known_units=lambda: {u.id for u in hot.config.units.units}))
         add_openapi_route(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -260,6 +273,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                        if cfg.routing.enabled else None)
             outboxing = (tasks.create_task(relay.run(), name="ticket-outbox")
                          if relay is not None else None)
+            kb_refreshing = tasks.create_task(parts.kb.run(), name="kb-refresh")
             if started is not None:
                 started(hot)
             await stop.wait()
@@ -273,6 +287,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                 await cancel_and_wait(routing, "shutdown")
             if outboxing is not None:
                 outboxing.cancel("shutdown")
+            kb_refreshing.cancel("shutdown")
             await link.aclose()
             ticking.cancel("shutdown")
             writing.cancel("shutdown")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -282,6 +283,24 @@ class TranscriptSegmentRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_call_transcripts_call_id_id", "call_id", "id"),)
+
+
+class KbArticleRow(Base):
+    """One knowledge-base article (``kb_articles``), kept current by its unit through the
+    API (:mod:`hotline.kb_api`); ``routing.kb_path`` seeds it. See :class:`router.kb.Article`."""
+
+    __tablename__ = "kb_articles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text())
+    unit: Mapped[str] = mapped_column(String(64), index=True)
+    keywords: Mapped[list[str]] = mapped_column(_JSON, default=list)
+    valid_from: Mapped[date | None] = mapped_column(Date())
+    valid_to: Mapped[date | None] = mapped_column(Date())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # 'seed' (imported from kb_path), 'office:admin' or 'unit:<unit id>'.
+    updated_by: Mapped[str] = mapped_column(String(150))
 
 
 class TicketNumberCounterRow(Base):

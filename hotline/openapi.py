@@ -184,6 +184,8 @@ APP_SIGNED: list[dict[str, list[str]]] = [
     {"appId": [], "appTimestamp": [], "appNonce": [], "appSignature": []}]
 SEAT_ID = {"name": "seat_id", "in": "path", "required": True, "schema": {"type": "string"}}
 TICKET_NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+KB_ARTICLE_ID = {"name": "article_id", "in": "path", "required": True,
+                 "schema": {"type": "string"}}
 _OBJECT = {"type": "object"}
 TICKET_ACTIONS = ["accept", "review", "dispatch", "sign", "handle", "reply", "survey",
                   "archive", "return", "extend", "supervise", "reopen"]
@@ -286,6 +288,44 @@ def _paths() -> dict[str, Any]:
                     "survey_note": {"type": "string"}}}}}},
             "responses": {"200": {"description": "已流转", "content": {"application/json": {
                 "schema": _OBJECT}}}, **_errors(400, 401, 403, 404, 409, 413, 422, 503)}}},
+        "/api/kb/search": {"get": {
+            "summary": "知识库检索（坐席、承办单位、热线办公室）", "tags": ["kb"],
+            "security": BEARER,
+            "parameters": [
+                {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+                {"name": "unit", "in": "query", "required": False,
+                 "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 20}}],
+            "responses": {"200": {"description": "当日有效的条目", "content": {
+                "application/json": {"schema": _OBJECT}}}, **_errors(401, 422, 503)}}},
+        "/api/kb/articles": {"get": {
+            "summary": "知识条目（承办单位只见本单位条目）", "tags": ["kb"], "security": BEARER,
+            "parameters": [{"name": "unit", "in": "query", "required": False,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "条目", "content": {"application/json": {
+                "schema": _OBJECT}}}, **_errors(401, 503)}}},
+        "/api/kb/articles/{article_id}": {
+            "put": {
+                "summary": "新增或修改知识条目（承办单位只能维护本单位条目）", "tags": ["kb"],
+                "security": BEARER, "parameters": [KB_ARTICLE_ID],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["title", "body"], "properties": {
+                        "title": {"type": "string"}, "body": {"type": "string"},
+                        "unit": {"type": "string"},
+                        "keywords": {"type": "array", "items": {"type": "string"}},
+                        "valid_from": {"type": "string", "format": "date"},
+                        "valid_to": {"type": "string", "format": "date"}}}}}},
+                "responses": {"200": {"description": "已修改", "content": {
+                    "application/json": {"schema": _OBJECT}}},
+                    "201": {"description": "已新增", "content": {
+                        "application/json": {"schema": _OBJECT}}},
+                    **_errors(400, 401, 403, 404, 413, 422, 503)}},
+            "delete": {
+                "summary": "删除知识条目", "tags": ["kb"], "security": BEARER,
+                "parameters": [KB_ARTICLE_ID],
+                "responses": {"200": {"description": "已删除", "content": {
+                    "application/json": {"schema": _OBJECT}}}, **_errors(401, 404, 503)}}},
         "/api/admin/reload": {"post": {
             "summary": "重新加载配置（仅管理员）", "tags": ["admin"], "security": BEARER,
             "responses": {"200": _json("ReloadResult", "已重新加载"),

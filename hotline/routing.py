@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from config.schema import HotlineConfig
 from router.calendar import WorkCalendar
 from router.classify import Classifier, TextModel
 from router.gazetteer import Gazetteer
-from router.kb import KbError, KnowledgeBase, load_articles
+from router.kb import Article, KbError, KnowledgeBase, load_articles
+from router.kb_store import KbStore, KbSync
 from router.outbound import RedisDeadLetter, TicketSender
 from router.outbox import OutboxRelay
 from router.service import IntakeRouter
@@ -48,20 +50,30 @@ def _load_model(path: Path) -> TextModel | None:
         return None
 
 
-def _load_kb(path: str | None) -> KnowledgeBase | None:
+def _seed_articles(path: str | None) -> list[Article]:
     if path is None:
-        return None
+        return []
     try:
-        return KnowledgeBase(load_articles(Path(path)))
+        return load_articles(Path(path))
     except (OSError, KbError) as exc:
-        log.error("知识库未加载 / knowledge base not loaded (%s): %s", path, exc)
-        return None
+        log.error("知识库种子文件未导入 / knowledge-base seed not imported (%s): %s", path, exc)
+        return []
+
+
+@dataclass(frozen=True)
+class RouterParts:
+    """What :func:`build_router` assembles for the composition root."""
+
+    router: IntakeRouter
+    tickets: TicketStore
+    kb: KbSync
 
 
 async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: DurableGateway,
                        timezone: tzinfo, *, on_outbox: Callable[[], None] | None = None
-                       ) -> tuple[IntakeRouter, TicketStore]:
-    """The router and its ticket store (model and knowledge base read off the loop). With
+                       ) -> RouterParts:
+    """The router, its ticket store and knowledge base (model and articles read off the
+    loop; ``routing.kb_path`` seeds the knowledge-base table, units edit it later). With
     ``routing.outbound.enabled`` every new ticket also gets an outbox row (``on_outbox``: the
     relay's ``wake``)."""
     routing = cfg.routing
@@ -74,17 +86,27 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: Durable
             log.error("派单模型含有 units.yaml 中没有的单位 %s：这些预测将不被采用，请用当前单位"
                       "重新训练 / routing model predicts units not in units.yaml: %s",
                       "、".join(unknown), ", ".join(unknown))
-    kb = await asyncio.to_thread(_load_kb, routing.kb_path)
     store = TicketStore(engine, routing.tickets, outbox=routing.outbound.enabled,
                         on_outbox=on_outbox)
     router = IntakeRouter(
         classifier=Classifier(routing.classify, model), units=cfg.units,
         gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(cfg.sla.calendar, timezone),
-        sla=cfg.sla, create_ticket=store.create, kb=kb,
+        sla=cfg.sla, create_ticket=store.create,
         set_status=gateway.stream.set_status, create_tickets=store.create_many,
         set_statuses=gateway.stream.set_statuses, earlier_orders=store.earlier_orders,
         repeats=routing.repeats)
-    return router, store
+    kb_store = KbStore(engine)
+    added = await kb_store.seed(await asyncio.to_thread(_seed_articles, routing.kb_path))
+    if added:
+        log.info("知识库导入 %d 条 / %d knowledge-base articles seeded from %s", added, added,
+                 routing.kb_path)
+
+    def apply(kb: KnowledgeBase) -> None:
+        router.kb = kb if kb.articles else None
+
+    sync = KbSync(kb_store, apply, refresh_seconds=routing.kb_refresh_seconds)
+    await sync.refresh()
+    return RouterParts(router, store, sync)
 
 
 @asynccontextmanager

@@ -128,6 +128,7 @@ def build_full_app(deps: IntakeHttpDeps) -> web.Application:
     runs."""
     from hotline.openapi import add_openapi_route
 
+    from hotline.kb_api import KbApiDeps, add_kb_routes
     from hotline.ticket_api import TicketApiDeps, add_ticket_routes
 
     app = build_app(api_deps(deps.clock))
@@ -135,6 +136,9 @@ def build_full_app(deps: IntakeHttpDeps) -> web.Application:
     # No ticket store here (its tests run on the real databases): the API answers 503.
     add_ticket_routes(app, TicketApiDeps(store=lambda: None, admin_token=lambda: ADMIN,
                                          unit_tokens=lambda: {"city.water": "water-token-1"}))
+    add_kb_routes(app, KbApiDeps(sync=lambda: None, admin_token=lambda: ADMIN,
+                                 unit_tokens=lambda: {"city.water": "water-token-1"},
+                                 agent_tokens=lambda: {}, known_units=lambda: {"city.water"}))
     add_openapi_route(app)
     return app
 

@@ -65,6 +65,14 @@ class RunningService:
                 else await resp.text()
             return resp.status, body
 
+    async def send(self, method: str, path: str, body: Any = None,
+                   token: str | None = ADMIN) -> tuple[int, Any]:
+        """Any other method (PUT, DELETE) with a JSON body."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.request(method, self.base + path, headers=headers,
+                                     json=body) as resp:
+            return resp.status, await resp.json()
+
     async def post(self, path: str, body: Any = None, token: str | None = ADMIN,
                    raw: bytes | None = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

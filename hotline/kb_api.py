@@ -1,0 +1,184 @@
+"""The knowledge base over HTTP: units keep their own articles current, agents search.
+
+    GET    /api/kb/search?q=&unit=&limit=   agents, units, office: answers valid today
+    GET    /api/kb/articles?unit=           office: all (or one unit's); a unit: its own
+    PUT    /api/kb/articles/{id}            create or replace (a unit: only its own articles)
+    DELETE /api/kb/articles/{id}            remove (a unit: only its own articles)
+
+A unit never learns of another unit's article (404, as for tickets). Every change rebuilds the
+router's index at once on this instance (:class:`router.kb_store.KbSync`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from channels.intake import utc_now
+from hotline.http_errors import ApiError
+from router.kb import Article
+from router.kb_store import KbSync
+
+MAX_BODY = 64 * 1024
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class KbApiDeps:
+    """Handed in by the composition root (getters: a config reload changes tokens)."""
+
+    sync: Callable[[], KbSync | None]
+    admin_token: Callable[[], str | None]
+    unit_tokens: Callable[[], dict[str, str]]
+    agent_tokens: Callable[[], dict[str, str]]
+    known_units: Callable[[], set[str]]
+    today: Callable[[], date] = lambda: utc_now().date()
+
+
+KB_API = web.AppKey("kb_api", KbApiDeps)
+
+
+@dataclass(frozen=True)
+class _Who:
+    role: str            # office | unit | agent
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.role}:{self.name}"
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data, ensure_ascii=False, default=str),
+                        content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _who(request: web.Request, *, agents: bool = False) -> _Who:
+    deps = request.app[KB_API]
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "需要登录：请提供有效的访问令牌")
+    given = token.encode()
+    admin = deps.admin_token()
+    if admin and hmac.compare_digest(given, admin.encode()):
+        return _Who("office", "admin")
+    for unit_id, unit_token in deps.unit_tokens().items():
+        if hmac.compare_digest(given, unit_token.encode()):
+            return _Who("unit", unit_id)
+    if agents:
+        for seat_id, agent_token in deps.agent_tokens().items():
+            if hmac.compare_digest(given, agent_token.encode()):
+                return _Who("agent", seat_id)
+    raise ApiError(401, "unauthorized", "访问令牌无效，或无权访问知识库")
+
+
+def _sync(request: web.Request) -> KbSync:
+    sync = request.app[KB_API].sync()
+    if sync is None:
+        raise ApiError(503, "kb_unavailable", "知识库未启用")
+    return sync
+
+
+def _article_id(request: web.Request) -> str:
+    article_id = request.match_info["article_id"]
+    if not _ID.fullmatch(article_id):
+        raise ApiError(404, "article_not_found", "知识条目不存在")
+    return article_id
+
+
+def article_json(article: Article) -> dict[str, Any]:
+    """An article as the API shows it."""
+    return article.model_dump(mode="json")
+
+
+async def search(request: web.Request) -> web.Response:
+    _who(request, agents=True)
+    sync = _sync(request)
+    question = request.query.get("q", "")
+    if not question.strip() or len(question) > 2000 or _CONTROL.search(question):
+        raise ApiError(422, "invalid_field", "q 须为 1–2000 字的问题", {"fields": ["q"]})
+    try:
+        limit = int(request.query.get("limit", "5"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 20:
+        raise ApiError(422, "invalid_field", "limit 须在 1 到 20 之间", {"fields": ["limit"]})
+    kb = sync.kb or await sync.refresh()
+    hits = kb.search(question, on=request.app[KB_API].today(),
+                     unit=request.query.get("unit") or None, limit=limit)
+    return _json({"hits": [{"article": article_json(h.article), "score": h.score,
+                            "matched": list(h.matched)} for h in hits]})
+
+
+async def list_articles(request: web.Request) -> web.Response:
+    who = _who(request)
+    unit = who.name if who.role == "unit" else (request.query.get("unit") or None)
+    articles = await _sync(request).store.all(unit)
+    return _json({"articles": [article_json(a) for a in articles]})
+
+
+async def put_article(request: web.Request) -> web.Response:
+    who = _who(request)
+    sync = _sync(request)
+    article_id = _article_id(request)
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "payload_too_large", "请求体过大")
+    try:
+        body = json.loads(await request.text() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "请求体不是合法的 JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "请求体必须是 JSON 对象")
+    existing = await sync.store.get(article_id)
+    if who.role == "unit":
+        if existing is not None and existing.unit != who.name:
+            raise ApiError(404, "article_not_found", "知识条目不存在")
+        if body.get("unit", who.name) != who.name:
+            raise ApiError(403, "forbidden", "只能维护本单位的知识条目")
+        body["unit"] = who.name
+    elif body.get("unit") not in request.app[KB_API].known_units():
+        raise ApiError(422, "invalid_field", "unit 须为 units.yaml 中的单位", {"fields": ["unit"]})
+    bad = [k for k, v in body.items() if isinstance(v, str) and _CONTROL.search(v)]
+    if bad:
+        raise ApiError(422, "invalid_field", "字段含有控制字符", {"fields": sorted(bad)})
+    try:
+        article = Article.model_validate(body | {"id": article_id})
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+        raise ApiError(422, "invalid_field", "知识条目字段无效：" + "、".join(fields),
+                       {"fields": fields}) from None
+    created = await sync.store.put(article, str(who))
+    await sync.refresh()
+    return _json({"article": article_json(article)}, 201 if created else 200)
+
+
+async def delete_article(request: web.Request) -> web.Response:
+    who = _who(request)
+    sync = _sync(request)
+    article_id = _article_id(request)
+    existing = await sync.store.get(article_id)
+    if existing is None or (who.role == "unit" and existing.unit != who.name):
+        raise ApiError(404, "article_not_found", "知识条目不存在")
+    await sync.store.delete(article_id)
+    await sync.refresh()
+    return _json({"deleted": article_id})
+
+
+def add_kb_routes(app: web.Application, deps: KbApiDeps) -> None:
+    """Register the knowledge-base endpoints on ``app``."""
+    app[KB_API] = deps
+    app.router.add_get("/api/kb/search", search)
+    app.router.add_get("/api/kb/articles", list_articles)
+    app.router.add_put("/api/kb/articles/{article_id}", put_article)
+    app.router.add_delete("/api/kb/articles/{article_id}", delete_article)
+
+
+__all__ = ["KbApiDeps", "add_kb_routes", "article_json"]

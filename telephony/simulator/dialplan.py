@@ -7,6 +7,8 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
+from telephony.simulator.asr_tap import chanspy, tap_two
+from telephony.simulator.audiosocket_client import AudioSocketSource, stream_wav
 from telephony.simulator.core import Bridge, Channel
 from telephony.simulator.engine import Engine
 from telephony.simulator.queueapp import QueueApp
@@ -14,7 +16,7 @@ from telephony.simulator.wire import Fields
 
 CONTEXTS = frozenset({
     "incoming", "incoming-asr", "citizen", "citizen-impatient", "seats", "seats-noanswer",
-    "seats-long", "departments", "threeway", "survey", "citizen-survey",
+    "seats-long", "departments", "threeway", "survey", "citizen-survey", "asr-tap",
 })
 # Playback durations of the sound files used in the recordings (trace 06: citizen-ko took
 # 6.34 s); a missing file (silence/1 in the recording install) fails at once.
@@ -31,6 +33,9 @@ class Dialplan:
         self.q = QueueApp(engine)
         self.queue_options = queue_options
         self.audiosocket_seconds = audiosocket_seconds
+        # None: AudioSocket() only takes its recorded time (trace replay); set: callers really
+        # stream speech to an AudioSocket server (audiosocket_client.py).
+        self.audiosocket: AudioSocketSource | None = None
         engine.dialplan = self
         # Simulated callers: patience per caller ;1 name (traffic generator).
         self.patience: dict[str, float] = {}
@@ -45,6 +50,7 @@ class Dialplan:
                 + ([("ActionID", action_id)] if action_id is not None else [])
                 + [("Message", "Originate successfully queued")])
         exten, _, context = target.partition("/")[2].partition("@")
+        context = context.partition("/")[0]     # Local/x@ctx/n: "/n" is an option
         one, two = e.local_pair(exten, context)
         e.newexten(one, "AppDial2", "(Outgoing Line)")
         app = fields.get("application")
@@ -86,6 +92,8 @@ class Dialplan:
             e.dial_event("DialEnd", None, one, [("DialStatus", "ANSWER")])
             if app.lower() == "confbridge":
                 self.conf_join(one, fields.get("data", ""))
+            elif app.lower() == "chanspy":      # the conversation tap (asr_tap.py)
+                e.spawn(chanspy(self, one, fields.get("data", "")), owner=one)
         else:
             e.dsc(one.device, "INUSE")
             e.dial_event("DialEnd", None, one, [("DialStatus", "ANSWER")])
@@ -144,8 +152,16 @@ class Dialplan:
         asr = str(uuid.UUID(int=e.rng.getrandbits(128), version=4))
         e.newexten(one, "Set", f"ASR_UUID={asr}", 2)
         e.varset(one, "ASR_UUID", asr)
-        e.newexten(one, "AudioSocket", f"{asr},127.0.0.1:9092", 3)
-        await e.clock.sleep(self.audiosocket_seconds)
+        source = self.audiosocket
+        target = source.target if source else "127.0.0.1:9092"
+        e.newexten(one, "AudioSocket", f"{asr},{target}", 3)
+        if source is None:
+            await e.clock.sleep(self.audiosocket_seconds)
+        elif not await stream_wav(source, e.clock, asr, self.audiosocket_seconds):
+            # app_audiosocket.c returns -1 when it cannot connect: Asterisk hangs up.
+            one.task = None
+            self.hangup_from_one(one)
+            return
         e.newexten(one, "Queue", f"12345,{self.queue_options},,,120", 4)
         one.task = None
         self.queue_join(one)
@@ -185,7 +201,10 @@ class Dialplan:
         e = self.e
         v = two.variables
         await e.clock.sleep(answer_delay)
-        if two.context == "citizen":
+        if two.context == "asr-tap":
+            if await tap_two(self, two):
+                e.newexten(two, "Hangup", "", 3)
+        elif two.context == "citizen":
             e.newexten(two, "Wait", "1", 2)
             await e.clock.sleep(1)
             speech = v.get("SPEECH", "")

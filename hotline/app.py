@@ -45,8 +45,11 @@ from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
 from hotline.routing import build_router, open_outbox, open_router_consumer
+from hotline.asr_wiring import AsrService, open_asr
 from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
+from asr.calls import AsrCallDirectory
+from asr.sink import CallTranscripts
 from router.kb_store import KbSync
 from router.ticket_store import TicketStore
 from telephony import queue_admin
@@ -91,6 +94,8 @@ class Hotline:
     gateway: DurableGateway
     tickets: TicketStore | None = None
     kb: KbSync | None = None
+    asr: AsrService | None = None
+    transcripts: CallTranscripts | None = None
     clock: Callable[[], datetime] = utc_now
     http_port: int = 0
     env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
@@ -174,7 +179,12 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         writer = CallWriter(store, stats)
         tracker.subscribe(writer.submit)
         dispatcher = EventDispatcher(tracker)
+        # Stream UUIDs announced on AMI (VarSet ASR_UUID): subscribed before the link starts.
+        asr_calls = AsrCallDirectory()
+        dispatcher.subscribe(asr_calls.on_event)
         gateway = await stack.enter_async_context(open_gateway(cfg.channels, timezone=timezone))
+        transcripts = CallTranscripts(engine, gateway.stream.redis,
+                                      StreamKeys.from_config(cfg.channels).prefix)
         ami = cfg.ami
         secret = ami.secret.get_secret_value() if ami.secret else ""
         link = AmiLink(host=ami.host, port=ami.port, username=ami.username, secret=secret,
@@ -199,7 +209,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             return seat.interface if seat is not None else None
 
         phone_intake = PhoneIntake(TrackerCalls(tracker, interface_of), gateway, utc_now,
-                                   stored_call=stored_call)
+                                   stored_call=stored_call,
+                                   transcript_of=transcripts.text_of)
         # Before the AMI link starts, so every answered call is remembered.
         tracker.subscribe(phone_intake.remember)
         relay = await stack.enter_async_context(
@@ -212,6 +223,10 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         consumer = await stack.enter_async_context(open_router_consumer(cfg, router))
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
+        asr = await stack.enter_async_context(open_asr(
+            cfg.asr, calls=asr_calls, transcripts=transcripts, tracker=tracker, link=link))
+        hot.asr = asr
+        hot.transcripts = transcripts
         await stack.enter_async_context(link)
 
         mailbox = MailboxPoller(lambda: hot.config.channels.mail, gateway,
@@ -225,7 +240,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         registry = build_registry(MetricSources(
             board, tracker, stats, dispatcher, link,
             queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
-            persist_backlog=lambda: writer.backlog), IntakeCollector(gateway, mailbox))
+            persist_backlog=lambda: writer.backlog), IntakeCollector(gateway, mailbox),
+            *(asr.collectors() if asr is not None else ()))
         app = build_app(ApiDeps(
             board=board, tracker=tracker, stats=stats, link=link,
             seat_actions=hot.seat_actions, registry=registry,

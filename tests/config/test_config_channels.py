@@ -94,3 +94,9 @@ def test_a_rule_or_token_naming_an_unknown_unit_is_refused(write_config: WriteCo
     text = "\n".join(str(i) for i in caught.value.issues)
     assert "routing.yaml: classify.rules[0].unit: unknown unit 'city.lights'" in text
     assert "routing.yaml: unit_tokens.city.nowhere: unknown unit" in text
+
+
+def test_the_shipped_asr_yaml_is_the_model_defaults() -> None:
+    """asr.yaml documents every setting; it must say what the code does without it."""
+    from config.asr import AsrConfig
+    assert load_config(DEFAULTS_DIR, {}).asr == AsrConfig()

@@ -34,7 +34,9 @@ system-packages:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# Types are part of the test: mypy --strict on every package, then the test suite.
 test: install system-packages
+	$(BIN)/mypy --strict asr channels config hotline router telephony
 	$(BIN)/python -m pytest
 
 bench: install system-packages
@@ -42,6 +44,7 @@ bench: install system-packages
 	$(BIN)/python bench/web_intake.py
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/router.py
+	$(BIN)/python bench/asr.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

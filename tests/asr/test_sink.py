@@ -64,7 +64,7 @@ async def test_segments_go_live_and_finals_onto_the_call(engine_factory: Any) ->
         assert segs[1]["words"][2]["word"] == "문의"
         assert await hub.text_of("no-such-call") is None
     finally:
-        await listener.aclose()
+        await listener.aclose()  # type: ignore[no-untyped-call]
         await redis.aclose()
 
 

@@ -90,6 +90,6 @@ async def test_the_callers_words_reach_the_screen_pop_the_call_and_the_ticket(  
                 made = await eventually(ticket, timeout=30, what="the phone intake's ticket")
                 assert "【通话转写】" in made["text"] and expected in made["text"]
             finally:
-                await live.aclose()
+                await live.aclose()  # type: ignore[no-untyped-call]
                 await redis.aclose()
         assert svc.hot.asr.recognizer.active_streams == 0

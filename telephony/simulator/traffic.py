@@ -23,6 +23,9 @@ class TrafficConfig:
     no_answer_probability: float = 0.05
     pauses_per_minute: float = 1.0
     mean_pause: float = 120.0
+    # Share of callers sent through [incoming-asr] (their IVR utterance streamed over
+    # AudioSocket when the dialplan has a source) instead of [incoming].
+    asr_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("calls_per_minute", "mean_patience", "mean_talk", "pauses_per_minute",
@@ -31,6 +34,8 @@ class TrafficConfig:
                 raise ValueError(f"TrafficConfig.{name} must be >= 0")
         if not 0 <= self.no_answer_probability <= 1:
             raise ValueError("TrafficConfig.no_answer_probability must be within [0, 1]")
+        if not 0 <= self.asr_share <= 1:
+            raise ValueError("TrafficConfig.asr_share must be within [0, 1]")
 
 
 class Traffic:
@@ -75,7 +80,11 @@ class Traffic:
         # The caller stays on long enough for the seat to end the call (Reason=agent) most
         # of the time; a short TALK makes the caller hang up first (Reason=caller).
         caller_talk = talk * 3 if rng.random() < 0.8 else talk / 2
-        return pbx.add_caller(number, talk=caller_talk + 10, patience=patience)
+        # Drawn only when asked for: seeded runs without ASR keep their exact sequence.
+        context = ("incoming-asr" if cfg.asr_share and rng.random() < cfg.asr_share
+                   else "incoming")
+        return pbx.add_caller(number, talk=caller_talk + 10, patience=patience,
+                              context=context)
 
     def _prepare_seats(self, talk: float) -> None:
         """Choose per-seat behaviour for the next ring: talk time, answer or not."""

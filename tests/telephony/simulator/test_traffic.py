@@ -98,3 +98,19 @@ async def test_add_caller_api_is_answered() -> None:
         while (e := await ami.read()).get("Event") != "AgentComplete":
             pass
         assert e["Reason"] == "agent"
+
+
+async def test_a_share_of_the_traffic_goes_through_the_ivr_speech_context() -> None:
+    """asr_share sends that share of callers through [incoming-asr] (Set ASR_UUID, then
+    AudioSocket; without a source the simulator waits out the recorded time)."""
+    import pytest
+    with pytest.raises(ValueError, match="asr_share"):
+        TrafficConfig(asr_share=1.5)
+    traffic = TrafficConfig(calls_per_minute=0, mean_patience=0, asr_share=1.0)
+    async with PbxSimulator(port=0, time_scale=50, seed=3, traffic=traffic) as pbx, \
+            ami_client(pbx.port) as ami:
+        pbx.traffic.add_caller()
+        while (e := await ami.read()).get("Event") != "VarSet" or \
+                e.get("Variable") != "ASR_UUID":
+            pass
+        assert e["Context"] == "incoming-asr"

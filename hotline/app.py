@@ -249,7 +249,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             admin_token=lambda: _secret(hot.config.service.admin_token),
             agent_tokens=lambda: {k: v.get_secret_value()
                                   for k, v in hot.config.service.agent_tokens.items()},
-            reload_config=hot.reload_config, clock=utc_now, phone_intake=phone_intake))
+            reload_config=hot.reload_config, clock=utc_now, phone_intake=phone_intake,
+            transcript_of=transcripts.segments_of))
         nonces = RedisNonceStore(gateway.stream.redis, StreamKeys.from_config(cfg.channels).prefix,
                                  retry_seconds=cfg.channels.redis.retry_seconds)
         add_intake_routes(app, IntakeHttpDeps(gateway=gateway,

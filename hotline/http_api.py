@@ -61,6 +61,8 @@ class ApiDeps:
     reload_config: Callable[[], Awaitable[dict[str, Any]]]
     clock: Callable[[], datetime]
     phone_intake: PhoneIntake | None = None
+    # The ASR's segments of a call by Linkedid (asr.sink.CallTranscripts.segments_of).
+    transcript_of: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
 
 
 DEPS = web.AppKey("deps", ApiDeps)
@@ -237,6 +239,27 @@ async def seat_intake(request: web.Request) -> web.Response:
     return accepted_response(accepted)
 
 
+async def call_transcript(request: web.Request) -> web.Response:
+    """What the caller said on a call this seat answered (final segments with word timings;
+    the live partials go to the screen-pop over Redis pub/sub). ``call_id`` may be the call id
+    or the Linkedid; another seat's call is refused like in the summary."""
+    seat_id = _require_seat(request)
+    deps = request.app[DEPS]
+    if deps.phone_intake is None or deps.transcript_of is None:
+        raise ApiError(503, "asr_unavailable", "语音识别未启用")
+    try:
+        call = await deps.phone_intake.find_call(seat_id, request.match_info["call_id"])
+    except PhoneIntakeError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+    if call.seat != seat_id:
+        raise ApiError(403, "not_your_call", f"该通话不是坐席 {seat_id} 接听的",
+                       {"call_id": call.call_id})
+    segments = await deps.transcript_of(call.linkedid)
+    return _json({"call_id": call.linkedid, "segments": [
+        {k: v for k, v in s.items() if k in ("purpose", "stream_id", "seq", "text", "start_s",
+                                             "end_s", "words")} for s in segments]})
+
+
 async def reload(request: web.Request) -> web.Response:
     """Re-read the config files; a broken edit is refused with every error, old config kept."""
     _require_admin(request)
@@ -263,5 +286,6 @@ def build_app(deps: ApiDeps) -> web.Application:
                         _seat_action(_three_way, "department"))
     app.router.add_post("/api/seats/{seat_id}/hangup", _seat_action(_hangup))
     app.router.add_post("/api/seats/{seat_id}/intake", seat_intake)
+    app.router.add_get("/api/seats/{seat_id}/calls/{call_id}/transcript", call_transcript)
     app.router.add_post("/api/admin/reload", reload)
     return app

@@ -326,6 +326,15 @@ def _paths() -> dict[str, Any]:
                 "parameters": [KB_ARTICLE_ID],
                 "responses": {"200": {"description": "已删除", "content": {
                     "application/json": {"schema": _OBJECT}}}, **_errors(401, 404, 503)}}},
+        "/api/seats/{seat_id}/calls/{call_id}/transcript": {"get": {
+            "summary": "本坐席接听通话的语音转写（最终结果，含词时间）", "tags": ["seats"],
+            "security": BEARER,
+            "parameters": [{"name": "seat_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}},
+                           {"name": "call_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "转写片段", "content": {"application/json": {
+                "schema": _OBJECT}}}, **_errors(401, 403, 404, 503)}}},
         "/api/admin/reload": {"post": {
             "summary": "重新加载配置（仅管理员）", "tags": ["admin"], "security": BEARER,
             "responses": {"200": _json("ReloadResult", "已重新加载"),

@@ -18,7 +18,14 @@ from channels.durable import NO_METADATA_LOOKUP
 from telephony.simulator.audiosocket_client import AudioSocketSource
 from telephony.simulator.server import PbxSimulator
 from tests.asr.recog_fixtures import AUDIO, korean, ko_model, ko_model_dir  # noqa: F401
-from tests.e2e.conftest import ADMIN, AGENT_1001, eventually, free_port, wait_ready
+from tests.e2e.conftest import (
+    ADMIN,
+    AGENT_1001,
+    AGENT_1002,
+    eventually,
+    free_port,
+    wait_ready,
+)
 
 SECRET = "hotline-demo-secret"
 QUEUES = ("12345", "enterprise")
@@ -79,6 +86,17 @@ async def test_the_callers_words_reach_the_screen_pop_the_call_and_the_ticket(  
                 assert svc.hot.asr.tapper is not None and svc.hot.asr.tapper.sent >= 1
 
                 token = AGENT_1001 if call.seat == "1001" else ADMIN
+                # The agent reads the call's words; another seat may not.
+                status, said = await svc.get(
+                    f"/api/seats/{call.seat}/calls/{call_id}/transcript", token=token)
+                assert status == 200 and said["call_id"] == call_id
+                assert " ".join(s["text"] for s in said["segments"]
+                                if s["purpose"] == "ivr") == expected
+                other = "1002" if call.seat != "1002" else "1001"
+                status, refused = await svc.get(
+                    f"/api/seats/{other}/calls/{call_id}/transcript",
+                    token=AGENT_1002 if other == "1002" else AGENT_1001)
+                assert status == 403 and refused["error"] == "not_your_call"
                 status, accepted = await svc.post(f"/api/seats/{call.seat}/intake", {
                     "title": "咨询", "content": "来电反映小区停水。"}, token=token)
                 assert status == 201, accepted

@@ -32,7 +32,7 @@ from config.asr import AudioSocketConfig
 
 log = logging.getLogger(__name__)
 
-Purpose = Literal["ivr", "conversation"]
+Purpose = Literal["ivr", "conversation", "recording"]
 
 # After our hangup frame, how long to wait for the peer to close (its audio discarded).
 LINGER_SECONDS = 2.0

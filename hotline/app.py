@@ -49,6 +49,7 @@ from hotline.asr_wiring import AsrService, open_asr
 from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
 from asr.calls import AsrCallDirectory
+from asr.voicemail import make_transcriber
 from asr.sink import CallTranscripts
 from router.kb_store import KbSync
 from router.ticket_store import TicketStore
@@ -236,7 +237,10 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                                     Path(cfg.channels.web.attachments_dir),
                                     max_audio_bytes=phone_cfg.voicemail_max_audio_bytes,
                                     settle_seconds=phone_cfg.voicemail_settle_seconds,
-                                    orphan_seconds=phone_cfg.voicemail_orphan_seconds)
+                                    orphan_seconds=phone_cfg.voicemail_orphan_seconds,
+                                    transcribe=(make_transcriber(asr.recognizer,
+                                                                 cfg.asr.sample_rate)
+                                                if asr is not None else None))
         registry = build_registry(MetricSources(
             board, tracker, stats, dispatcher, link,
             queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,

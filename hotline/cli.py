@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hotline import asr_cli
+
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 help="从历史工单训练派单模型 / train the routing model "
                                      "(history.csv [--out PATH]; --help for more)")
     rtrain.add_argument("train_args", nargs=argparse.REMAINDER)
+    asr_cli.add_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -110,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "router":
         return _router_train(args.train_args)
+    if args.command == "asr":
+        return asr_cli.main(args)
     return 2
 
 

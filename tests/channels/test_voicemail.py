@@ -10,15 +10,20 @@ import io
 import math
 import os
 import struct
+import subprocess
 import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from asr.files import transcribe_file
+from asr.local import LocalRecognizer
+from asr.voicemail import make_transcriber
 from channels.voicemail import (
     BAD_DIR,
     DONE_DIR,
@@ -27,8 +32,12 @@ from channels.voicemail import (
     parse_message_info,
     split_callerid,
 )
+from config.asr import AsrConfig
 from config.channels import PhoneConfig
+from tests.asr.recog_fixtures import AUDIO, KoreanAudio, ListSink, ko_model, ko_model_dir, korean
 from tests.channels.fakes import MemoryGateway
+
+__all__ = ["ko_model", "ko_model_dir", "korean"]   # session fixtures of the transcript tests
 
 ORIGTIME = 1795399262                      # Mon Nov 23 2026 02:01:02 UTC (10:01 in Beijing)
 WRITTEN = float(ORIGTIME + 20)             # when the files landed in INBOX
@@ -367,3 +376,89 @@ def test_caller_names_in_gbk_are_read() -> None:
 ])
 def test_split_callerid(callerid: str, expected: tuple[str | None, str | None]) -> None:
     assert split_callerid(callerid) == expected
+
+
+# -- transcription (issue 5): the real Korean Vosk model through asr.files ------------------
+async def ko_1_wav() -> bytes:
+    """``tests/data/audio/ko-1.wav``: 8 kHz mono 16-bit PCM, what Asterisk's ``wav`` format
+    records, so it serves as the voicemail's ``msg0000.wav`` as is."""
+    return await asyncio.to_thread((AUDIO / "ko-1.wav").read_bytes)
+
+
+async def test_a_voicemail_is_transcribed_into_its_intake(
+        setup: Callable[..., Setup], ko_model: Any, korean: KoreanAudio) -> None:
+    async with LocalRecognizer(ko_model, AsrConfig()) as recognizer:
+        s = setup(transcribe=make_transcriber(recognizer, 8000))
+        await s.put(txt=message_txt(), audio={"wav": await ko_1_wav()})
+
+        report = await s.poller.poll_once()
+
+        direct = await transcribe_file(AUDIO / "ko-1.wav", recognizer)
+        assert recognizer.active_streams == 0
+    assert (report.accepted, report.bad) == (1, {})
+    [intake] = s.gateway.intakes
+    assert intake.call is not None and intake.call.transcript
+    assert intake.call.transcript == "\n".join(seg.text for seg in direct)
+    assert intake.call.transcript == "\n".join(seg.text for seg in korean.reference["ko-1"])
+    assert intake.text == "（语音留言，时长 17 秒，内容见语音转写）"
+    assert await s.names("INBOX") == []
+
+
+async def test_a_wav49_voicemail_is_transcribed_through_sox(
+        setup: Callable[..., Setup], ko_model: Any, tmp_path: Path) -> None:
+    """Asterisk's ``wav49`` format (GSM in a WAV, ``msg0000.WAV``), made from ko-1 by sox."""
+    gsm = tmp_path / "ko-1-gsm.WAV"
+    await asyncio.to_thread(subprocess.run, ["sox", str(AUDIO / "ko-1.wav"), "-t", "wav",
+                                             "-e", "gsm-full-rate", str(gsm)], check=True)
+    async with LocalRecognizer(ko_model, AsrConfig()) as recognizer:
+        s = setup(transcribe=make_transcriber(recognizer, 8000))
+        await s.put(txt=message_txt(), audio={"WAV": await asyncio.to_thread(gsm.read_bytes)})
+
+        await s.poller.poll_once()
+
+        direct = await transcribe_file(gsm, recognizer)
+    [intake] = s.gateway.intakes
+    assert intake.call is not None and direct
+    assert intake.call.transcript == "\n".join(seg.text for seg in direct)
+
+
+async def test_recogniser_full_the_voicemail_is_still_submitted_without_transcript(
+        setup: Callable[..., Setup], ko_model: Any) -> None:
+    """Live calls hold every stream (``max_streams: 1``, one stream open): the transcription
+    is refused (real :class:`CapacityExceeded`) and the citizen is still called back."""
+    async with LocalRecognizer(ko_model, AsrConfig(max_streams=1)) as recognizer:
+        s = setup(transcribe=make_transcriber(recognizer, 8000))
+        await s.put(txt=message_txt(), audio={"wav": await ko_1_wav()})
+        async with recognizer.open("live-call", 8000, ListSink()):
+            report = await s.poller.poll_once()
+    assert (report.accepted, report.failed) == (1, 0)
+    [intake] = s.gateway.intakes
+    assert intake.call is not None and intake.call.transcript is None
+    assert intake.text == "（语音留言，时长 17 秒，待转写）"
+    assert len(intake.attachments) == 1 and await s.names("INBOX") == []
+
+
+async def test_a_transcriber_that_raises_or_hangs_never_holds_back_the_message(
+        setup: Callable[..., Setup]) -> None:
+    """Stand-ins for a recogniser that fails in an unforeseen way and one that never answers
+    (a stalled vosk-server): neither can be produced on demand with the real components."""
+    calls: list[Path] = []
+
+    async def broken(path: Path) -> str | None:
+        calls.append(path)
+        raise ValueError("unexpected reply from vosk-server")
+
+    async def stalled(path: Path) -> str | None:
+        calls.append(path)
+        await asyncio.Event().wait()
+        return "never"
+
+    for transcribe in (broken, stalled):
+        s = setup(transcribe=transcribe, transcribe_seconds=0.2)
+        await s.put(txt=message_txt(), audio={"wav": wav_bytes()})
+        report = await s.poller.poll_once()
+        assert report.accepted == 1
+        [intake] = s.gateway.intakes
+        assert intake.call is not None and intake.call.transcript is None
+        assert await s.names("INBOX") == []
+    assert [p.name for p in calls] == ["msg0000.wav", "msg0000.wav"]

@@ -45,7 +45,7 @@ from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
 from hotline.routing import build_router, open_outbox, open_router_consumer
-from hotline.asr_wiring import AsrService, open_asr
+from hotline.asr_wiring import AsrService, AsrStatus, AsrStatusCollector, open_asr
 from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
 from asr.calls import AsrCallDirectory
@@ -224,8 +224,10 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         consumer = await stack.enter_async_context(open_router_consumer(cfg, router))
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
+        asr_status = AsrStatus()
         asr = await stack.enter_async_context(open_asr(
-            cfg.asr, calls=asr_calls, transcripts=transcripts, tracker=tracker, link=link))
+            cfg.asr, calls=asr_calls, transcripts=transcripts, tracker=tracker, link=link,
+            status=asr_status))
         hot.asr = asr
         hot.transcripts = transcripts
         await stack.enter_async_context(link)
@@ -245,7 +247,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             board, tracker, stats, dispatcher, link,
             queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
             persist_backlog=lambda: writer.backlog), IntakeCollector(gateway, mailbox),
-            *(asr.collectors() if asr is not None else ()))
+            AsrStatusCollector(asr_status), *(asr.collectors() if asr is not None else ()))
         app = build_app(ApiDeps(
             board=board, tracker=tracker, stats=stats, link=link,
             seat_actions=hot.seat_actions, registry=registry,

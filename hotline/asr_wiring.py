@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from asr.calls import AsrCallDirectory
@@ -52,6 +53,28 @@ def resolve_model_path(path: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelMissing(path, f"未安装模型包 / package {name!r} is not installed")
     return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+@dataclass
+class AsrStatus:
+    """Whether transcription runs, and why not (``/metrics``: ``hotline_asr_enabled``)."""
+
+    state: str = "off"          # off (asr.enabled false) | on | model_missing
+    detail: str = ""
+
+
+class AsrStatusCollector(Collector):
+    """``hotline_asr_enabled{state}``: 1 while ASR runs; 0 with the reason it does not."""
+
+    def __init__(self, status: AsrStatus) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("hotline_asr_enabled",
+                                  "Live transcription running (1) or not (0), with the reason",
+                                  labels=["state"])
+        gauge.add_metric([self._status.state], 1.0 if self._status.state == "on" else 0.0)
+        yield gauge
 
 
 @dataclass
@@ -117,10 +140,12 @@ class ConversationTapper:
 
 @asynccontextmanager
 async def open_asr(cfg: AsrConfig, *, calls: AsrCallDirectory, transcripts: CallTranscripts,
-                   tracker: CallTracker, link: AmiLink) -> AsyncIterator[AsrService | None]:
+                   tracker: CallTracker, link: AmiLink,
+                   status: AsrStatus | None = None) -> AsyncIterator[AsrService | None]:
     """Start transcription if ``asr.enabled``; ``None`` when off, or when the model is missing
-    and ``asr.optional`` (logged). A missing model with ``optional: false`` raises
-    :class:`AsrStartupError` naming the path."""
+    and ``asr.optional`` (logged, and reported in ``status``). A missing model with
+    ``optional: false`` raises :class:`AsrStartupError` naming the path."""
+    status = status if status is not None else AsrStatus()
     if not cfg.enabled:
         yield None
         return
@@ -134,6 +159,7 @@ async def open_asr(cfg: AsrConfig, *, calls: AsrCallDirectory, transcripts: Call
                 if not cfg.optional:
                     raise AsrStartupError(f"语音识别无法启动 / ASR cannot start: {exc}") from exc
                 log.error("语音识别已关闭：%s / ASR disabled (asr.optional): model missing", exc)
+                status.state, status.detail = "model_missing", str(exc)
                 yield None
                 return
             recognizer = await stack.enter_async_context(LocalRecognizer(model, cfg))
@@ -148,6 +174,7 @@ async def open_asr(cfg: AsrConfig, *, calls: AsrCallDirectory, transcripts: Call
             tapper = ConversationTapper(link, calls)
             stack.push_async_callback(tapper.aclose)
             stack.callback(tracker.subscribe(tapper.on_call))
+        status.state = "on"
         log.info("语音识别已启动 / ASR on: %s mode, AudioSocket on %s:%d, %d streams at once",
                  cfg.mode, cfg.audiosocket.host, server.port, cfg.max_streams)
         yield AsrService(server, recognizer, tapper)

@@ -15,6 +15,8 @@ import re
 from html.parser import HTMLParser
 from typing import Final
 
+from channels.textcheck import strip_control
+
 # ---------------------------------------------------------------------------------- charsets
 
 _AUTO_CHARSETS: Final = frozenset(
@@ -195,7 +197,6 @@ class _HtmlText(HTMLParser):
 
 
 _BLANK_LINES: Final = re.compile(r"\n{3,}")
-_BODY_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TAG: Final = re.compile(r"<[^>]*>")
 
 
@@ -209,13 +210,13 @@ def html_to_text(markup: str) -> str:
     except (AssertionError, ValueError, IndexError):
         # html.parser's markup-section code asserts on junk such as "<![bogus": strip tags.
         text = _TAG.sub(" ", markup)
-    text = _BODY_CONTROL.sub("", text.replace("\xa0", " ").replace("\r", ""))
+    text = strip_control(text.replace("\xa0", " ").replace("\r", ""))
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
 def clean_text(text: str) -> str:
-    text = _BODY_CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = strip_control(text.replace("\r\n", "\n").replace("\r", "\n"))
     lines = [line.rstrip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 

@@ -23,13 +23,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels.intake import utc_now
+from channels.textcheck import has_control
 from hotline.http_errors import ApiError
 from router.kb import Article
 from router.kb_store import KbSync
 
 MAX_BODY = 64 * 1024
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ async def search(request: web.Request) -> web.Response:
     _who(request, agents=True)
     sync = _sync(request)
     question = request.query.get("q", "")
-    if not question.strip() or len(question) > 2000 or _CONTROL.search(question):
+    if not question.strip() or len(question) > 2000 or has_control(question):
         raise ApiError(422, "invalid_field", "q 须为 1–2000 字的问题", {"fields": ["q"]})
     try:
         limit = int(request.query.get("limit", "5"))
@@ -146,7 +146,7 @@ async def put_article(request: web.Request) -> web.Response:
         body["unit"] = who.name
     elif body.get("unit") not in request.app[KB_API].known_units():
         raise ApiError(422, "invalid_field", "unit 须为 units.yaml 中的单位", {"fields": ["unit"]})
-    bad = [k for k, v in body.items() if isinstance(v, str) and _CONTROL.search(v)]
+    bad = [k for k, v in body.items() if isinstance(v, str) and has_control(v)]
     if bad:
         raise ApiError(422, "invalid_field", "字段含有控制字符", {"fields": sorted(bad)})
     try:

@@ -26,6 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels.intake import utc_now
+from channels.textcheck import has_control
 from hotline.http_errors import ApiError
 from router.ticket_store import InvalidTicketChange, TicketStore
 from router.tickets import (
@@ -40,13 +41,11 @@ from router.tickets import (
 
 MAX_BODY = 16 * 1024
 _NUMBER = re.compile(r"[A-Z]{1,8}\d{8,20}")
-# Control characters (tab and newlines allowed): PostgreSQL refuses NUL in any text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _plain_text(value: str | None, key: str) -> str | None:
     """``value`` unless it holds control characters (422 naming ``key``)."""
-    if value is not None and _CONTROL.search(value):
+    if value is not None and has_control(value):
         raise ApiError(422, "invalid_field", f"{key} 含有控制字符", {"fields": [key]})
     return value
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from channels.intake import Contact, Intake, Location
+from channels.textcheck import has_control, strip_control
 from config.sla import SlaConfig
 from config.units import UnitsConfig
 from router.calendar import CalendarError, WorkCalendar
@@ -224,13 +224,8 @@ class IntakeRouter:
                 for h in self.kb.search(text, on=day, limit=KB_ANSWERS)]
 
 
-# C0 controls but tab, newline and carriage return, and DEL: a mail body or a form can carry
-# them; PostgreSQL refuses NUL in text and JSONB, and none of them means anything to a reader.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def _clean(value: str | None) -> str | None:
-    return None if value is None else _CONTROL.sub("", value)
+    return None if value is None else strip_control(value)
 
 
 def sanitised(intake: Intake) -> Intake:
@@ -240,7 +235,7 @@ def sanitised(intake: Intake) -> Intake:
              intake.location.street, intake.location.address]
     if intake.call is not None:
         texts += [intake.call.agent_summary, intake.call.transcript]
-    if not any(v and _CONTROL.search(v) for v in texts):
+    if not any(v and has_control(v) for v in texts):
         return intake
     loc = intake.location
     update: dict[str, Any] = {

@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -102,6 +102,24 @@ class CallTranscripts:
         self._unsaved[row["call_id"]] = pending
         while len(self._unsaved) > self._limit:
             self._unsaved.popitem(last=False)
+
+    async def replace_stream(self, call: CallRef, stream_id: str,
+                             segments: list[Segment]) -> None:
+        """Store ``segments`` as the whole transcript of ``stream_id`` on ``call``, replacing
+        what an earlier run stored for it (re-transcribing a recording adds nothing twice).
+        Raises the database error: the caller reports it."""
+        if self._engine is None:
+            raise RuntimeError("no database: transcripts cannot be stored")
+        rows = [{"call_id": call.linkedid, "stream_id": stream_id, "purpose": call.purpose,
+                 "seq": seg.seq, "text": seg.text, "start_s": seg.start, "end_s": seg.end,
+                 "words": [asdict(w) for w in seg.words], "created_at": self._clock()}
+                for seg in segments if seg.final and seg.text]
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(TranscriptSegmentRow).where(
+                TranscriptSegmentRow.call_id == call.linkedid,
+                TranscriptSegmentRow.stream_id == stream_id))
+            if rows:
+                await conn.execute(insert(TranscriptSegmentRow), rows)
 
     async def segments_of(self, call_id: str) -> list[dict[str, Any]]:
         """The call's final segments, in order (stored, then any not yet stored)."""

@@ -117,6 +117,8 @@ async def run(args: argparse.Namespace, cfg: HotlineConfig) -> int:
     except _Unusable as exc:
         print(exc, file=sys.stderr)
         return EXIT_UNUSABLE
+    results = [r if r.path not in writer.errors
+               else FileTranscript(r.path, r.segments, writer.errors[r.path]) for r in results]
     failed = [r for r in results if r.error is not None]
     for result in results:
         if result.error is None:
@@ -196,16 +198,25 @@ class _CallWriter:
         self._calls = calls
         self._call_id = call_id
         self.calls: dict[Path, str] = {}        # file -> the call its transcript went to
+        self.errors: dict[Path, str] = {}       # file -> why its transcript was not stored
 
     async def write(self, result: FileTranscript) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         if result.error is not None:
             return
         ref = await self._call_of(result.path)
         if ref is None:
             return
+        # One transaction per file, replacing an earlier run's rows (the stream id is the
+        # file's name); a database error fails this file, it is not kept in memory and lost.
+        try:
+            await self._transcripts.replace_stream(ref, f"file:{result.path.name}",
+                                                   list(result.segments))
+        except (SQLAlchemyError, OSError, RuntimeError) as exc:
+            self.errors[result.path] = f"转写未能保存 / not stored: {exc}"
+            return
         self.calls[result.path] = ref.linkedid
-        for seg in result.segments:
-            await self._transcripts.publish(ref, seg)
 
     async def _call_of(self, path: Path) -> CallRef | None:
         """``--call-id``, or the file name's Uniqueid/Linkedid; ``call_transcripts`` is keyed

@@ -85,6 +85,11 @@ def test_a_recording_named_by_its_call_is_printed_and_stored_on_the_call(
     assert "1/1" in done.stderr                      # the progress bar, on stderr only
     assert "file/s" not in done.stdout
 
+    again = cli.transcribe("--no-progress", recording)    # re-run: replaces, never doubles
+    assert again.returncode == 0, again.stderr
+    _, text_again = printed_transcript(again.stdout, recording)
+    assert "\n".join(r[3] for r in cli.rows(CALL_ID)) == text_again
+
 
 def test_a_missing_file_is_named_and_the_others_still_transcribed(
         cli: Cli, tmp_path: Path) -> None:

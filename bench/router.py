@@ -147,7 +147,8 @@ async def run(cfg: Any, engine: Any, tz: Any, n: int, pool: list[str],
                 await cancel_and_wait(task)
         async with engine.connect() as conn:
             from sqlalchemy import text as sql
-            committed = (await conn.execute(sql("select count(*) from tickets"))).scalar_one()
+            committed, related, repeats = (await conn.execute(sql(
+                "select count(*), count(related_to), count(repeat_of) from tickets"))).one()
     finally:
         await redis.aclose()
     value = n / elapsed
@@ -156,6 +157,7 @@ async def run(cfg: Any, engine: Any, tz: Any, n: int, pool: list[str],
             "target": TARGET, "classify_p50_ms": round(statistics.median(lat), 3),
             "classify_p99_ms": round(p99, 3), "classify_p99_target_ms": CLASSIFY_P99_TARGET_MS,
             "n": n, "tickets_committed": committed, "manual": router.manual,
+            "related": related, "repeats": repeats,
             "seconds": round(elapsed, 2),
             "met": value >= TARGET and p99 < CLASSIFY_P99_TARGET_MS and committed == n}
 

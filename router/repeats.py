@@ -40,6 +40,9 @@ class RepeatConfig(BaseModel):
     same_citizen_similarity: Annotated[float, Field(gt=0, le=1)] = 0.45
     related_similarity: Annotated[float, Field(gt=0, le=1)] = 0.6
     max_related: Annotated[int, Field(ge=0, le=100)] = 10
+    # Newest orders at the batch's places compared for related orders (a hot spot's newest
+    # are the ones a new demand relates to; older ones are not read every batch).
+    place_lookback: Annotated[int, Field(ge=1, le=10000)] = 300
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,8 @@ class IntakeRouter:
         if not (phones or emails or apps or streets or addresses):
             return []
         rows = await self.earlier_orders(phones=phones, emails=emails, app_users=apps,
-                                         streets=streets, addresses=addresses, since=since)
+                                         streets=streets, addresses=addresses, since=since,
+                                         place_limit=self.repeats.place_lookback)
         return [Earlier(r.number, Contact(phone=r.citizen_phone, email=r.citizen_email,
                                           app_user_id=r.citizen_app_user_id),
                         r.title, r.text, Location(street=r.place_street,

@@ -497,3 +497,22 @@ async def test_listing_pages_and_finds_overdue_and_manual_orders(
     rest = await store.listing(limit=10, before=first[-1].number)
     assert [t.number for t in first + rest] == everything and len(everything) == 5
     assert on_time.number in everything
+
+
+async def test_a_hot_spot_never_crowds_out_the_citizens_own_orders(
+        engine_factory: EngineFactory) -> None:
+    """Repeat detection needs the citizen's earlier orders even when their street has
+    hundreds: places are looked up separately, newest ``place_limit`` only."""
+    store = TicketStore(await engine_factory())
+    mine = (await store.create(new_ticket(citizen_phone="13900000001",
+                                          location={"street": "幸福街道"})))[0]
+    hot = [(await store.create(new_ticket(citizen_phone=f"1370000{n:04d}",
+                                          location={"street": "幸福街道"})))[0]
+           for n in range(6)]
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    found = await store.earlier_orders(phones=["13900000001"], streets=["幸福街道"],
+                                       since=since, place_limit=2)
+    numbers = [o.number for o in found]
+    assert numbers[0] == mine.number                         # the citizen's own, first
+    assert numbers[1:] == [hot[-1].number, hot[-2].number]   # the street's newest two
+    assert found[1].place_street == "幸福街道"

@@ -19,6 +19,7 @@ async def _run_until_signal(config_dir: Path | None) -> int:
     from config.errors import ConfigError
     from config.loader import load_config
     from hotline.app import Hotline, serve
+    from hotline.asr_wiring import AsrStartupError
     from hotline.logs import configure_logging
 
     try:
@@ -44,6 +45,10 @@ async def _run_until_signal(config_dir: Path | None) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await serve(cfg, stop, config_dir=config_dir, started=holder.append)
+    except AsrStartupError as exc:
+        # asr.enabled with optional: false and no model: say which path, exit non-zero.
+        print(exc, file=sys.stderr)
+        return 1
     finally:
         for task in reloads:
             task.cancel()

@@ -51,3 +51,25 @@ def test_router_train_reports_accuracy_and_saves_a_checked_model(
     main(["router", "train", str(bad), "--out", str(tmp_path / "m2.joblib")])
     captured = capsys.readouterr()
     assert "city.lights" in captured.out + captured.err
+
+
+def test_run_without_the_required_speech_model_exits_naming_the_path(tmp_path: Path) -> None:
+    """asr.enabled, optional: false and no model: a clear start-up error, exit 1, before
+    the service talks to Asterisk or opens its HTTP port."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    missing = tmp_path / "vosk-model-small-cn-0.22"
+    env = os.environ | {
+        "HOTLINE_ASR__ENABLED": "true", "HOTLINE_ASR__OPTIONAL": "false",
+        "HOTLINE_ASR__MODEL_PATH": str(missing),
+        "HOTLINE_SERVICE__DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        "HOTLINE_CHANNELS__SPOOL__PATH": str(tmp_path / "spool.db"),
+        "HOTLINE_CHANNELS__REDIS__KEY_PREFIX": f"cli{uuid.uuid4().hex[:10]}",
+        "HOTLINE_ROUTING__ENABLED": "false"}
+    done = subprocess.run([sys.executable, "-m", "hotline.cli", "run"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "语音识别无法启动" in done.stderr and str(missing) in done.stderr

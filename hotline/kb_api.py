@@ -11,8 +11,6 @@ router's index at once on this instance (:class:`router.kb_store.KbSync`).
 
 from __future__ import annotations
 
-import hmac
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +21,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels.intake import utc_now
+from channels.request_body import parse_json_object, read_body
 from channels.textcheck import has_control
 from hotline.http_errors import ApiError
+from hotline.staff_http import Staff, identify, no_store_json
 from router.kb import Article
 from router.kb_store import KbSync
 
@@ -47,37 +47,10 @@ class KbApiDeps:
 KB_API = web.AppKey("kb_api", KbApiDeps)
 
 
-@dataclass(frozen=True)
-class _Who:
-    role: str            # office | unit | agent
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.role}:{self.name}"
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data, ensure_ascii=False, default=str),
-                        content_type="application/json", headers={"Cache-Control": "no-store"})
-
-
-def _who(request: web.Request, *, agents: bool = False) -> _Who:
+def _who(request: web.Request, *, agents: bool = False) -> Staff:
     deps = request.app[KB_API]
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized", "需要登录：请提供有效的访问令牌")
-    given = token.encode()
-    admin = deps.admin_token()
-    if admin and hmac.compare_digest(given, admin.encode()):
-        return _Who("office", "admin")
-    for unit_id, unit_token in deps.unit_tokens().items():
-        if hmac.compare_digest(given, unit_token.encode()):
-            return _Who("unit", unit_id)
-    if agents:
-        for seat_id, agent_token in deps.agent_tokens().items():
-            if hmac.compare_digest(given, agent_token.encode()):
-                return _Who("agent", seat_id)
-    raise ApiError(401, "unauthorized", "访问令牌无效，或无权访问知识库")
+    return identify(request, deps.admin_token(), deps.unit_tokens(),
+                    deps.agent_tokens() if agents else None)
 
 
 def _sync(request: web.Request) -> KbSync:
@@ -94,7 +67,7 @@ def _article_id(request: web.Request) -> str:
     return article_id
 
 
-def article_json(article: Article) -> dict[str, Any]:
+def articleno_store_json(article: Article) -> dict[str, Any]:
     """An article as the API shows it."""
     return article.model_dump(mode="json")
 
@@ -114,7 +87,7 @@ async def search(request: web.Request) -> web.Response:
     kb = sync.kb or await sync.refresh()
     hits = kb.search(question, on=request.app[KB_API].today(),
                      unit=request.query.get("unit") or None, limit=limit)
-    return _json({"hits": [{"article": article_json(h.article), "score": h.score,
+    return no_store_json({"hits": [{"article": articleno_store_json(h.article), "score": h.score,
                             "matched": list(h.matched)} for h in hits]})
 
 
@@ -122,21 +95,14 @@ async def list_articles(request: web.Request) -> web.Response:
     who = _who(request)
     unit = who.name if who.role == "unit" else (request.query.get("unit") or None)
     articles = await _sync(request).store.all(unit)
-    return _json({"articles": [article_json(a) for a in articles]})
+    return no_store_json({"articles": [articleno_store_json(a) for a in articles]})
 
 
 async def put_article(request: web.Request) -> web.Response:
     who = _who(request)
     sync = _sync(request)
     article_id = _article_id(request)
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "payload_too_large", "请求体过大")
-    try:
-        body = json.loads(await request.text() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "请求体不是合法的 JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "请求体必须是 JSON 对象")
+    body = parse_json_object(await read_body(request, MAX_BODY))
     existing = await sync.store.get(article_id)
     if who.role == "unit":
         if existing is not None and existing.unit != who.name:
@@ -157,7 +123,7 @@ async def put_article(request: web.Request) -> web.Response:
                        {"fields": fields}) from None
     created = await sync.store.put(article, str(who))
     await sync.refresh()
-    return _json({"article": article_json(article)}, 201 if created else 200)
+    return no_store_json({"article": articleno_store_json(article)}, 201 if created else 200)
 
 
 async def delete_article(request: web.Request) -> web.Response:
@@ -169,7 +135,7 @@ async def delete_article(request: web.Request) -> web.Response:
         raise ApiError(404, "article_not_found", "知识条目不存在")
     await sync.store.delete(article_id)
     await sync.refresh()
-    return _json({"deleted": article_id})
+    return no_store_json({"deleted": article_id})
 
 
 def add_kb_routes(app: web.Application, deps: KbApiDeps) -> None:

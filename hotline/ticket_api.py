@@ -14,8 +14,6 @@ so numbers cannot be probed). Seat agents have no access here.
 
 from __future__ import annotations
 
-import hmac
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +25,9 @@ from pydantic import ValidationError
 
 from channels.intake import utc_now
 from channels.textcheck import has_control
+from channels.request_body import parse_json_object, read_body
 from hotline.http_errors import ApiError
+from hotline.staff_http import identify, no_store_json
 from router.ticket_store import InvalidTicketChange, TicketStore
 from router.tickets import (
     Actor,
@@ -70,23 +70,10 @@ class TicketApiDeps:
 TICKET_API = web.AppKey("ticket_api", TicketApiDeps)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data, ensure_ascii=False, default=str),
-                        content_type="application/json", headers={"Cache-Control": "no-store"})
-
-
 def _who(request: web.Request) -> Actor:
     deps = request.app[TICKET_API]
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized", "需要登录：请提供有效的访问令牌")
-    admin = deps.admin_token()
-    if admin and hmac.compare_digest(token.encode(), admin.encode()):
-        return Actor.parse("office:admin")
-    for unit_id, unit_token in deps.unit_tokens().items():
-        if hmac.compare_digest(token.encode(), unit_token.encode()):
-            return Actor.parse(f"unit:{unit_id}")
-    raise ApiError(401, "unauthorized", "访问令牌无效，或无权查看工单")
+    who = identify(request, deps.admin_token(), deps.unit_tokens())
+    return Actor.parse(str(who))
 
 
 def _store(request: web.Request) -> TicketStore:
@@ -105,7 +92,7 @@ def _visible(actor: Actor, ticket: Ticket) -> bool:
     return unit is None or ticket.unit_id == unit
 
 
-def ticket_json(ticket: Ticket) -> dict[str, Any]:
+def ticketno_store_json(ticket: Ticket) -> dict[str, Any]:
     """A ticket as the API shows it (the citizen's phone included: the unit calls back)."""
     return ticket.model_dump(mode="json")
 
@@ -138,10 +125,10 @@ async def list_tickets(request: web.Request) -> web.Response:
         unit_id=unit, status=status, limit=limit, before=before,
         overdue_at=request.app[TICKET_API].clock() if flags["overdue"] else None,
         manual=flags["manual"])
-    page: dict[str, Any] = {"tickets": [ticket_json(t) for t in tickets]}
+    page: dict[str, Any] = {"tickets": [ticketno_store_json(t) for t in tickets]}
     if len(tickets) == limit:
         page["next"] = tickets[-1].number      # ?before=<next> gives the following page
-    return _json(page)
+    return no_store_json(page)
 
 
 async def get_ticket(request: web.Request) -> web.Response:
@@ -155,7 +142,7 @@ async def get_ticket(request: web.Request) -> web.Response:
     if ticket is None or not _visible(actor, ticket):
         raise ApiError(404, "ticket_not_found", "工单不存在")
     events = await store.events(number)
-    return _json({"ticket": ticket_json(ticket),
+    return no_store_json({"ticket": ticketno_store_json(ticket),
                   "events": [e.model_dump(mode="json") for e in events]})
 
 
@@ -188,14 +175,7 @@ async def act(request: web.Request) -> web.Response:
     actor = _who(request)
     store = _store(request)
     number = _number(request)
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "payload_too_large", "请求体过大")
-    try:
-        body = json.loads(await request.text() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "请求体不是合法的 JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "请求体必须是 JSON 对象")
+    body = parse_json_object(await read_body(request, MAX_BODY))
     try:
         action = TicketAction(str(body.get("action")))
     except ValueError:
@@ -231,7 +211,7 @@ async def act(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_ticket_change", str(exc)) from None
     except TicketError as exc:
         raise ApiError(409, exc.code, str(exc)) from None
-    return _json({"ticket": ticket_json(ticket)})
+    return no_store_json({"ticket": ticketno_store_json(ticket)})
 
 
 def add_ticket_routes(app: web.Application, deps: TicketApiDeps) -> None:

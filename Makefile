@@ -34,9 +34,11 @@ system-packages:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-# Types are part of the test: mypy --strict on every package, then the test suite.
+# Types and unused/undefined names are part of the test: mypy --strict and pyflakes on every
+# package, then the test suite.
 test: install system-packages
 	$(BIN)/mypy --strict asr channels config hotline router telephony
+	$(BIN)/python -m pyflakes asr channels config hotline router telephony bench
 	$(BIN)/python -m pytest
 
 bench: install system-packages

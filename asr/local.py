@@ -32,8 +32,9 @@ from typing import Any, Self, TypeVar
 
 import vosk  # type: ignore[import-untyped]
 
-from asr.ports import CapacityExceeded, Segment, TranscriptSink
-from asr.recog_metrics import REFUSED_CAPACITY, REFUSED_CLOSED, RecognitionStats
+from asr.admission import admit
+from asr.ports import Segment, TranscriptSink
+from asr.recog_metrics import RecognitionStats
 from asr.results import DECODE_CHUNK_SECONDS, PartialGate, chunk_bytes, final_segment
 from config.asr import AsrConfig
 
@@ -115,18 +116,7 @@ class LocalRecognizer:
         return self._session(stream_id, sample_rate, sink)
 
     def _admissible(self, stream_id: str) -> None:
-        if self._closed or self._pool is None:
-            self._refuse(stream_id, REFUSED_CLOSED, "语音识别未启动或已关闭 / recogniser closed")
-        if self.stats.active >= self.stats.capacity:
-            self._refuse(stream_id, REFUSED_CAPACITY,
-                         f"语音识别容量已满 ({self.stats.active}/{self.stats.capacity} 路) / "
-                         f"at capacity, asr.max_streams={self.stats.capacity}")
-
-    def _refuse(self, stream_id: str, reason: str, message: str) -> None:
-        self.stats.refused[reason] += 1
-        log.warning("ASR stream %s refused: %s", stream_id, message,
-                    extra={"stream_id": stream_id, "reason": reason})
-        raise CapacityExceeded(f"{message} (stream {stream_id})")
+        admit(self.stats, stream_id, running=not self._closed and self._pool is not None)
 
     @asynccontextmanager
     async def _session(self, stream_id: str, sample_rate: int, sink: TranscriptSink

@@ -32,8 +32,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from asr.ports import CapacityExceeded, Segment, TranscriptSink
-from asr.recog_metrics import (REFUSED_CAPACITY, REFUSED_CLOSED, REFUSED_UNAVAILABLE,
-                               RecognitionStats)
+from asr.admission import admit, refuse
+from asr.recog_metrics import REFUSED_UNAVAILABLE, RecognitionStats
 from asr.results import DECODE_CHUNK_SECONDS, PartialGate, chunk_bytes, final_segment
 from config.asr import AsrConfig
 
@@ -115,19 +115,7 @@ class RemoteRecognizer:
         return self._session(stream_id, sample_rate, sink)
 
     def _admissible(self, stream_id: str) -> None:
-        if not self._open:
-            self._refuse(stream_id, REFUSED_CLOSED, "语音识别未启动或已关闭 / recogniser closed")
-        if self.stats.active >= self.stats.capacity:
-            self._refuse(stream_id, REFUSED_CAPACITY,
-                         f"语音识别容量已满 ({self.stats.active}/{self.stats.capacity} 路) / "
-                         f"at capacity, asr.max_streams={self.stats.capacity}")
-
-    def _refuse(self, stream_id: str, reason: str, message: str,
-                error: type[CapacityExceeded] = CapacityExceeded) -> None:
-        self.stats.refused[reason] += 1
-        log.warning("ASR stream %s refused: %s", stream_id, message,
-                    extra={"stream_id": stream_id, "reason": reason})
-        raise error(f"{message} (stream {stream_id})")
+        admit(self.stats, stream_id, running=self._open)
 
     @asynccontextmanager
     async def _session(self, stream_id: str, sample_rate: int, sink: TranscriptSink
@@ -167,10 +155,9 @@ class RemoteRecognizer:
             log.info("ASR stream %s on vosk-server %s", stream_id, url,
                      extra={"stream_id": stream_id, "url": url})
             return ws, url
-        self._refuse(stream_id, REFUSED_UNAVAILABLE,
-                     "没有可用的语音识别服务器 / no vosk-server reachable: " + "; ".join(errors),
-                     RemoteUnavailable)
-        raise AssertionError("unreachable")
+        refuse(self.stats, stream_id, REFUSED_UNAVAILABLE,
+               "没有可用的语音识别服务器 / no vosk-server reachable: " + "; ".join(errors),
+               RemoteUnavailable)
 
 
 class RemoteStream:

@@ -67,7 +67,7 @@ def _article_id(request: web.Request) -> str:
     return article_id
 
 
-def articleno_store_json(article: Article) -> dict[str, Any]:
+def article_json(article: Article) -> dict[str, Any]:
     """An article as the API shows it."""
     return article.model_dump(mode="json")
 
@@ -87,7 +87,7 @@ async def search(request: web.Request) -> web.Response:
     kb = sync.kb or await sync.refresh()
     hits = kb.search(question, on=request.app[KB_API].today(),
                      unit=request.query.get("unit") or None, limit=limit)
-    return no_store_json({"hits": [{"article": articleno_store_json(h.article), "score": h.score,
+    return no_store_json({"hits": [{"article": article_json(h.article), "score": h.score,
                             "matched": list(h.matched)} for h in hits]})
 
 
@@ -95,7 +95,7 @@ async def list_articles(request: web.Request) -> web.Response:
     who = _who(request)
     unit = who.name if who.role == "unit" else (request.query.get("unit") or None)
     articles = await _sync(request).store.all(unit)
-    return no_store_json({"articles": [articleno_store_json(a) for a in articles]})
+    return no_store_json({"articles": [article_json(a) for a in articles]})
 
 
 async def put_article(request: web.Request) -> web.Response:
@@ -123,7 +123,7 @@ async def put_article(request: web.Request) -> web.Response:
                        {"fields": fields}) from None
     created = await sync.store.put(article, str(who))
     await sync.refresh()
-    return no_store_json({"article": articleno_store_json(article)}, 201 if created else 200)
+    return no_store_json({"article": article_json(article)}, 201 if created else 200)
 
 
 async def delete_article(request: web.Request) -> web.Response:

@@ -92,7 +92,7 @@ def _visible(actor: Actor, ticket: Ticket) -> bool:
     return unit is None or ticket.unit_id == unit
 
 
-def ticketno_store_json(ticket: Ticket) -> dict[str, Any]:
+def ticket_json(ticket: Ticket) -> dict[str, Any]:
     """A ticket as the API shows it (the citizen's phone included: the unit calls back)."""
     return ticket.model_dump(mode="json")
 
@@ -125,7 +125,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         unit_id=unit, status=status, limit=limit, before=before,
         overdue_at=request.app[TICKET_API].clock() if flags["overdue"] else None,
         manual=flags["manual"])
-    page: dict[str, Any] = {"tickets": [ticketno_store_json(t) for t in tickets]}
+    page: dict[str, Any] = {"tickets": [ticket_json(t) for t in tickets]}
     if len(tickets) == limit:
         page["next"] = tickets[-1].number      # ?before=<next> gives the following page
     return no_store_json(page)
@@ -142,7 +142,7 @@ async def get_ticket(request: web.Request) -> web.Response:
     if ticket is None or not _visible(actor, ticket):
         raise ApiError(404, "ticket_not_found", "工单不存在")
     events = await store.events(number)
-    return no_store_json({"ticket": ticketno_store_json(ticket),
+    return no_store_json({"ticket": ticket_json(ticket),
                   "events": [e.model_dump(mode="json") for e in events]})
 
 
@@ -211,7 +211,7 @@ async def act(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_ticket_change", str(exc)) from None
     except TicketError as exc:
         raise ApiError(409, exc.code, str(exc)) from None
-    return no_store_json({"ticket": ticketno_store_json(ticket)})
+    return no_store_json({"ticket": ticket_json(ticket)})
 
 
 def add_ticket_routes(app: web.Application, deps: TicketApiDeps) -> None:

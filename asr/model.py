@@ -7,6 +7,7 @@ start-up error (:class:`ModelMissing`) that names the path.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -14,6 +15,9 @@ import threading
 from pathlib import Path
 
 import vosk  # type: ignore[import-untyped]
+
+from asr.ports import Segment
+from asr.results import chunk_bytes, final_segment
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +105,20 @@ def without_dither(model_dir: str | os.PathLike[str], dest: str | os.PathLike[st
             if not line.startswith("--dither")]
     (out / "conf" / "mfcc.conf").write_text("\n".join([*mfcc, "--dither=0", ""]))
     return out
+
+
+def decode_whole(model: vosk.Model, pcm: bytes, sample_rate: int = 8000) -> list[Segment]:
+    """Bare Vosk over a whole buffer, in the pipeline's decode chunks
+    (:data:`asr.results.DECODE_CHUNK_SECONDS`), final segments only: the reference the
+    pipeline is measured and tested against (Vosk's endpointing depends on the chunking, so
+    the same chunks make the two comparable exactly). Blocking, CPU-bound."""
+    rec = vosk.KaldiRecognizer(model, sample_rate)
+    rec.SetWords(True)
+    step = chunk_bytes(sample_rate)
+    results = []
+    for i in range(0, len(pcm), step):
+        if rec.AcceptWaveform(pcm[i:i + step]):
+            results.append(json.loads(rec.Result()))
+    results.append(json.loads(rec.FinalResult()))
+    segments = (final_segment("bare", 0, r) for r in results)
+    return [s for s in segments if s is not None]

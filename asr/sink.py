@@ -83,13 +83,15 @@ class CallTranscripts:
                 log.warning("转写片段未能实时推送（Redis）/ live transcript not published: %s",
                             exc)
         if seg.final and seg.text:
-            await self._store(data)
+            await self._store(self._row(call, seg, seg.stream_id))
 
-    async def _store(self, data: dict[str, Any]) -> None:
-        row = {"call_id": data["call_id"], "stream_id": data["stream_id"],
-               "purpose": data["purpose"], "seq": data["seq"], "text": data["text"],
-               "start_s": data["start"], "end_s": data["end"], "words": data["words"],
-               "created_at": self._clock()}
+    def _row(self, call: CallRef, seg: Segment, stream_id: str) -> dict[str, Any]:
+        """A ``call_transcripts`` row of one final segment."""
+        return {"call_id": call.linkedid, "stream_id": stream_id, "purpose": call.purpose,
+                "seq": seg.seq, "text": seg.text, "start_s": seg.start, "end_s": seg.end,
+                "words": [asdict(w) for w in seg.words], "created_at": self._clock()}
+
+    async def _store(self, row: dict[str, Any]) -> None:
         pending = self._unsaved.pop(row["call_id"], []) + [row]
         if self._engine is not None:
             try:
@@ -110,10 +112,7 @@ class CallTranscripts:
         Raises the database error: the caller reports it."""
         if self._engine is None:
             raise RuntimeError("no database: transcripts cannot be stored")
-        rows = [{"call_id": call.linkedid, "stream_id": stream_id, "purpose": call.purpose,
-                 "seq": seg.seq, "text": seg.text, "start_s": seg.start, "end_s": seg.end,
-                 "words": [asdict(w) for w in seg.words], "created_at": self._clock()}
-                for seg in segments if seg.final and seg.text]
+        rows = [self._row(call, seg, stream_id) for seg in segments if seg.final and seg.text]
         async with self._engine.begin() as conn:
             await conn.execute(delete(TranscriptSegmentRow).where(
                 TranscriptSegmentRow.call_id == call.linkedid,

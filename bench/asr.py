@@ -83,14 +83,17 @@ import psutil  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import vosk  # type: ignore[import-untyped]  # noqa: E402
 
 from asr.audiosocket import hangup_frame, uuid_frame  # noqa: E402
 from asr.calls import AsrCallDirectory  # noqa: E402
 from asr.local import LocalRecognizer  # noqa: E402
-from asr.model import korean_test_model_path, load_model, without_dither  # noqa: E402
+from asr.model import (  # noqa: E402
+    decode_whole,
+    korean_test_model_path,
+    load_model,
+    without_dither,
+)
 from asr.ports import Segment, TranscriptSink, Word  # noqa: E402
-from asr.results import chunk_bytes, final_segment  # noqa: E402
 from asr.server import AudioSocketServer, CallRef  # noqa: E402
 from config.asr import AsrConfig, AudioSocketConfig  # noqa: E402
 from telephony.simulator.audiosocket_client import frames  # noqa: E402
@@ -135,17 +138,8 @@ def transcript(segments: list[Segment]) -> Transcript:
 def bare_decode(model: Any, pcm: bytes) -> tuple[float, Transcript]:
     """Bare Vosk over ``pcm`` in the pipeline's 100 ms chunks: (wall seconds, transcript)."""
     t0 = time.perf_counter()
-    rec = vosk.KaldiRecognizer(model, RATE)
-    rec.SetWords(True)
-    step = chunk_bytes(RATE)
-    results = []
-    for i in range(0, len(pcm), step):
-        if rec.AcceptWaveform(pcm[i:i + step]):
-            results.append(json.loads(rec.Result()))
-    results.append(json.loads(rec.FinalResult()))
-    seconds = time.perf_counter() - t0
-    segments = (final_segment("bare", 0, r) for r in results)
-    return seconds, transcript([s for s in segments if s is not None])
+    segments = decode_whole(model, pcm, RATE)
+    return time.perf_counter() - t0, transcript(segments)
 
 
 class ListSink:

@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
-from hotline.db import CallRow, QueueIntervalRow
+from hotline.db import CallRow, QueueIntervalRow, dialect_insert
 from telephony.model import CallOutcome, CallPhase, CallRecord
 
 INTERVAL = timedelta(minutes=15)
@@ -144,13 +143,7 @@ class CallStore:
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        dialect = engine.dialect.name
-        if dialect == "postgresql":
-            self._insert: Any = postgresql.insert
-        elif dialect == "sqlite":
-            self._insert = sqlite.insert
-        else:
-            raise ValueError(f"CallStore supports postgresql and sqlite, not {dialect!r}")
+        self._insert = dialect_insert(engine.dialect.name)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -314,6 +315,16 @@ class TicketNumberCounterRow(Base):
 
     day: Mapped[str] = mapped_column(String(8), primary_key=True)  # YYYYMMDD, Beijing time
     last: Mapped[int] = mapped_column(Integer())
+
+
+def dialect_insert(dialect: str) -> Callable[..., Any]:
+    """The ``insert`` of ``dialect`` (``postgresql`` or ``sqlite``; both have
+    ``on_conflict_do_nothing`` / ``on_conflict_do_update``)."""
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise ValueError(f"supported databases are postgresql and sqlite, not {dialect!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.intake import utc_now
-from hotline.db import KbArticleRow
+from hotline.db import KbArticleRow, dialect_insert
 from router.kb import Article, KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -60,8 +59,7 @@ class KbStore:
         values = article.model_dump() | {"keywords": list(article.keywords),
                                          "updated_at": self._clock(), "updated_by": by}
         async with self._engine.begin() as conn:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql"
-                      else sqlite.insert)(KbArticleRow)
+            insert = dialect_insert(conn.dialect.name)(KbArticleRow)
             existed = (await conn.execute(select(KbArticleRow.id)
                                           .where(KbArticleRow.id == article.id))).scalar()
             await conn.execute(insert.values(**values).on_conflict_do_update(
@@ -77,18 +75,20 @@ class KbStore:
     async def seed(self, articles: Iterable[Article]) -> int:
         """Insert the articles whose id is not in the table yet (a unit's later edits win over
         the seed file); how many were added."""
-        wanted = {a.id: a for a in articles}
-        if not wanted:
+        now = self._clock()
+        rows = [a.model_dump() | {"keywords": list(a.keywords), "updated_at": now,
+                                  "updated_by": "seed"}
+                for a in {a.id: a for a in articles}.values()]
+        if not rows:
             return 0
-        async with self._engine.connect() as conn:
-            have = set((await conn.execute(select(KbArticleRow.id)
-                                           .where(KbArticleRow.id.in_(list(wanted))))).scalars())
-        added = 0
-        for article_id, article in wanted.items():
-            if article_id not in have:
-                await self.put(article, "seed")
-                added += 1
-        return added
+        async with self._engine.begin() as conn:
+            before = (await conn.execute(select(func.count()).select_from(KbArticleRow))
+                      ).scalar_one()
+            insert = dialect_insert(conn.dialect.name)(KbArticleRow)
+            await conn.execute(insert.on_conflict_do_nothing(index_elements=["id"]), rows)
+            after = (await conn.execute(select(func.count()).select_from(KbArticleRow))
+                     ).scalar_one()
+        return int(after - before)
 
     async def version(self) -> tuple[int, datetime | None]:
         """(count, last change): changes when any article is added, edited or removed."""

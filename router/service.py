@@ -75,7 +75,6 @@ class IntakeRouter:
 
     async def handle(self, intake: Intake) -> None:
         """Route one intake (idempotent: the stream may deliver it again)."""
-        intake = sanitised(intake)
         ticket, created = await self.create_ticket(await self.decide(intake))
         if created:
             self.routed += 1

@@ -27,12 +27,17 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Insert, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.intake import utc_now
-from hotline.db import TicketEventRow, TicketNumberCounterRow, TicketOutboxRow, TicketRow
+from hotline.db import (
+    TicketEventRow,
+    TicketNumberCounterRow,
+    TicketOutboxRow,
+    TicketRow,
+    dialect_insert,
+)
 from router.tickets import (
     ROUTER,
     Actor,
@@ -103,13 +108,6 @@ class InvalidTicketChange(TicketError):
     """A transition was given data it does not take or lacks data it needs."""
 
     code = "invalid_ticket_change"
-
-
-def _insert_for(conn: AsyncConnection) -> Callable[..., Insert]:
-    """The dialect's ``insert`` (both have ``on_conflict_do_*``)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
 
 
 _PLACE_COLUMNS = ("place_street", "place_address")
@@ -220,9 +218,9 @@ class TicketStore:
         async with self._engine.connect() as conn:
             trans = await conn.begin()
             try:
-                upsert = _insert_for(conn)
+                upsert = dialect_insert(conn.dialect.name)
                 bump = upsert(TicketNumberCounterRow).values(day=day, last=len(pending))
-                bump = bump.on_conflict_do_update(  # type: ignore[attr-defined]
+                bump = bump.on_conflict_do_update(
                     index_elements=["day"],
                     set_={"last": TicketNumberCounterRow.last + len(pending)},
                 ).returning(TicketNumberCounterRow.last)
@@ -244,7 +242,7 @@ class TicketStore:
                 # executemany ("insertmanyvalues"): the statement is compiled once and cached;
                 # a .values(rows) statement was recompiled per batch (bench/router.py: 46 % of
                 # the router's time was SQLAlchemy compiling 500-row VALUES lists).
-                add = upsert(TicketRow).on_conflict_do_nothing(  # type: ignore[attr-defined]
+                add = upsert(TicketRow).on_conflict_do_nothing(
                     index_elements=["intake_id"]
                 ).returning(TicketRow.id, TicketRow.intake_id)
                 ids = {row.intake_id: row.id

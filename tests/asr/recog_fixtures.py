@@ -8,7 +8,6 @@ each frame), so no transcript could be compared with another. Nothing else of th
 
 from __future__ import annotations
 
-import json
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vosk  # type: ignore[import-untyped]
 
-from asr.model import korean_test_model_path, load_model, without_dither
+from asr.model import decode_whole, korean_test_model_path, load_model, without_dither
 from asr.ports import Segment
-from asr.results import chunk_bytes, final_segment
 
 AUDIO = Path(__file__).resolve().parent.parent / "data" / "audio"
 KOREAN_WAVS = ("ko-1", "ko-2", "ko-3")
@@ -36,19 +33,8 @@ def wav_pcm(name: str) -> bytes:
 
 
 def bare_vosk(model: Any, pcm: bytes, rate: int = RATE) -> list[Segment]:
-    """The reference: bare Vosk over the whole buffer, fed in the pipeline's decode chunks
-    (``asr.results.DECODE_CHUNK_SECONDS``), final results only. Vosk's endpointing depends on
-    the chunking, so the same chunks are what makes the two comparable exactly."""
-    rec = vosk.KaldiRecognizer(model, rate)
-    rec.SetWords(True)
-    step = chunk_bytes(rate)
-    results = []
-    for i in range(0, len(pcm), step):
-        if rec.AcceptWaveform(pcm[i:i + step]):
-            results.append(json.loads(rec.Result()))
-    results.append(json.loads(rec.FinalResult()))
-    segments = (final_segment("bare", 0, r) for r in results)
-    return [s for s in segments if s is not None]
+    """The reference: bare Vosk over the whole buffer (:func:`asr.model.decode_whole`)."""
+    return decode_whole(model, pcm, rate)
 
 
 def transcript(segments: list[Segment]) -> list[tuple[str, tuple[Any, ...]]]:

@@ -208,6 +208,10 @@ class AmiConfig(_Section):
     backoff_max: Seconds = 30.0
     backoff_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
     max_message_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 65536
+    # Asterisk's queue_log file (logger.conf: queue_log = yes, queue_log_to_file = yes), read
+    # after every reconnect to record calls that began and ended while the service could not
+    # see (telephony/queue_log.py). None: such calls are not recorded.
+    queue_log_path: Annotated[str, Field(min_length=1)] | None = None
 
     @field_validator("secret")
     @classmethod

@@ -58,7 +58,9 @@ from telephony.calls import CallTracker
 from telephony.dispatch import EventDispatcher, utc_now
 from telephony.link import AmiLink, LinkState
 from telephony.model import CallRecord
+from telephony.pauses import PauseBook
 from telephony.queue_admin import Membership
+from telephony.queue_log import QueueLogReader, QueueLogReconciler
 from telephony.resync import fetch_status, resync
 from telephony.seat_actions import SeatActions
 from telephony.seats import SeatBoard, SeatSpec
@@ -66,17 +68,35 @@ from telephony.stats import QueueStats
 
 log = logging.getLogger(__name__)
 
+RESTORED = timedelta(days=1)   # statistics intervals read back at start
+
 
 def seat_specs(cfg: HotlineConfig) -> list[SeatSpec]:
     q = cfg.queues
     return [SeatSpec(s.extension, s.name, q.interface_for(s)) for s in q.all_seats()]
 
 
-def desired_memberships(cfg: HotlineConfig, logged_out: set[str]) -> list[Membership]:
+def desired_memberships(cfg: HotlineConfig, logged_out: set[str],
+                        pauses: PauseBook | None = None) -> list[Membership]:
+    """Config's memberships, each with the pause its seat should have (``pauses``)."""
     q = cfg.queues
-    return [Membership(queue.name, q.interface_for(s), q.member_name_for(s),
-                       q.state_interface_for(s), s.penalty)
-            for queue in q.queues for s in queue.seats if s.extension not in logged_out]
+    out = []
+    for queue in q.queues:
+        for s in queue.seats:
+            if s.extension in logged_out:
+                continue
+            pause = pauses.get(s.extension) if pauses is not None else None
+            paused = pause is not None and pause.paused
+            out.append(Membership(queue.name, q.interface_for(s), q.member_name_for(s),
+                                  q.state_interface_for(s), s.penalty, paused=paused,
+                                  reason=pause.reason if pause is not None and paused else ""))
+    return out
+
+
+def seat_by_member_name(cfg: HotlineConfig) -> dict[str, str]:
+    """Seat id of each ``MemberName`` (the queue_log names agents by it)."""
+    q = cfg.queues
+    return {q.member_name_for(s): s.extension for s in q.all_seats()}
 
 
 @dataclass
@@ -102,6 +122,8 @@ class Hotline:
     env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
     logged_out: set[str] = field(default_factory=set)
     seat_by_interface: dict[str, str] = field(default_factory=dict)
+    pauses: PauseBook | None = None
+    reconciler: QueueLogReconciler | None = None
 
     def seat_id(self, interface: str) -> str:
         known = self.seat_by_interface.get(interface)
@@ -117,13 +139,23 @@ class Hotline:
                            departments={d.number: d.name for d in q.departments})
 
     async def on_ami_ready(self) -> None:
-        """After every login: resync board and calls, then apply queue membership."""
+        """After every login: resync board and calls, settle from the queue_log the calls we
+        could not see, then apply queue membership (with each seat's pause)."""
         report = await resync(self.link, self.tracker, self.clock)
+        if self.pauses is not None:
+            self.pauses.adopt(report.members)
+        if self.reconciler is not None:
+            try:
+                await self.reconciler.reconcile()
+            except (OSError, SQLAlchemyError) as exc:
+                # Not fatal for the link: the unread rows stay for the next reconnect.
+                log.error("queue_log reconcile failed (%s: %s); retried after the next "
+                          "reconnect", type(exc).__name__, exc)
         await self._apply_memberships(list(report.members))
 
     async def _apply_memberships(self, actual: list[Any]) -> queue_admin.ApplyReport:
-        plan = queue_admin.plan(desired_memberships(self.config, self.logged_out), actual,
-                                [q.name for q in self.config.queues.queues])
+        plan = queue_admin.plan(desired_memberships(self.config, self.logged_out, self.pauses),
+                                actual, [q.name for q in self.config.queues.queues])
         result = await queue_admin.apply(self.link, plan)
         if plan:
             log.info("queue membership applied: +%d -%d penalty %d, %d error(s)",
@@ -147,10 +179,11 @@ class Hotline:
 
 
 async def _restore(store: CallStore, stats: QueueStats, tracker: CallTracker,
-                   cfg: HotlineConfig, now: datetime) -> None:
-    since = now - timedelta(days=1)
+                   cfg: HotlineConfig, now: datetime, pauses: PauseBook) -> None:
+    since = now - RESTORED
     for queue in cfg.queues.queues:
         stats.restore(from_row(r) for r in await store.intervals(queue.name, since))
+    pauses.load(await store.pauses())
     open_calls = await store.open_calls()
     tracker.adopt(open_calls)
     if open_calls:
@@ -176,10 +209,13 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                            interval_minutes=cfg.stats.interval_minutes, timezone=timezone)
         holder: dict[str, Hotline] = {}
         tracker = CallTracker(board, stats, seat_ids=lambda i: holder["svc"].seat_id(i))
-        await _restore(store, stats, tracker, cfg, now)
+        pauses = PauseBook(lambda i: holder["svc"].seat_id(i), utc_now)
+        await _restore(store, stats, tracker, cfg, now, pauses)
         writer = CallWriter(store, stats)
         tracker.subscribe(writer.submit)
+        pauses.subscribe(writer.submit_pause)
         dispatcher = EventDispatcher(tracker)
+        dispatcher.subscribe(pauses.on_event)
         # Stream UUIDs announced on AMI (VarSet ASR_UUID): subscribed before the link starts.
         asr_calls = AsrCallDirectory()
         dispatcher.subscribe(asr_calls.on_event)
@@ -196,7 +232,14 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                        backoff_jitter=ami.backoff_jitter,
                        max_message_bytes=ami.max_message_bytes)
         hot = Hotline(cfg, config_dir, board, stats, tracker, dispatcher, store, writer, link,
-                      gateway, env=env)
+                      gateway, env=env, pauses=pauses)
+        if ami.queue_log_path:
+            members = seat_by_member_name(cfg)
+            hot.reconciler = QueueLogReconciler(
+                QueueLogReader(Path(ami.queue_log_path)), tracker, store,
+                seat_of=lambda name: members.get(name, name), clock=utc_now,
+                # Intervals before this were not restored: the reconciler must not count there.
+                counted_since=now - RESTORED + timedelta(hours=1))
 
         async def stored_call(call_id: str) -> CallRecord | None:
             try:

@@ -8,7 +8,7 @@ from as many tasks as it likes. On shutdown, write what is still in memory with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,16 +16,18 @@ from typing import Any
 from sqlalchemy import Insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
-from hotline.db import CallRow, QueueIntervalRow, dialect_insert
+from hotline.db import CallRow, QueueIntervalRow, SeatPauseRow, dialect_insert
 from telephony.model import CallOutcome, CallPhase, CallRecord
+from telephony.pauses import DesiredPause
 
 INTERVAL = timedelta(minutes=15)
 """Default length of a statistics interval (the 12345 hotline reports in quarters of an hour);
 the stats component may use 5 to 60 minutes."""
 
 _MAX_RECENT = 1000
+_IDS_PER_QUERY = 500   # well under SQLite's 999 bound parameters
 _COUNTERS = ("offered", "answered", "answered_within_sl", "abandoned", "timed_out",
-             "unknown_end", "completed")  # fmt: skip
+             "unknown_end", "pbx_shutdown", "completed")  # fmt: skip
 
 
 def interval_start_for(at: datetime, length: timedelta = INTERVAL) -> datetime:
@@ -61,6 +63,7 @@ class QueueInterval:
     abandoned: int = 0
     timed_out: int = 0            # left the queue unanswered (queue timeout)
     unknown_end: int = 0          # ended while the AMI link was down
+    pbx_shutdown: int = 0         # still waiting when Asterisk stopped (not abandoned)
     completed: int = 0            # answered calls whose talk has ended
     sum_wait_seconds: float = 0.0
     sum_talk_seconds: float = 0.0
@@ -202,6 +205,37 @@ class CallStore:
         async with self._sessions() as session:
             row = await session.get(CallRow, call_id)
             return None if row is None else _record_from(row)
+
+    async def records(self, call_ids: Iterable[str]) -> dict[str, CallRecord]:
+        """The stored calls among ``call_ids`` (for reconciling with Asterisk's queue_log)."""
+        ids = sorted(set(call_ids))
+        found: dict[str, CallRecord] = {}
+        async with self._sessions() as session:
+            for i in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[i:i + _IDS_PER_QUERY]
+                rows = await session.scalars(select(CallRow).where(CallRow.call_id.in_(chunk)))
+                found.update((row.call_id, _record_from(row)) for row in rows)
+        return found
+
+    async def pauses(self) -> dict[str, DesiredPause]:
+        """Every seat's desired pause (``seat_pauses``)."""
+        async with self._sessions() as session:
+            return {row.seat_id: DesiredPause(row.paused, row.reason, row.updated_at)
+                    for row in await session.scalars(select(SeatPauseRow))}
+
+    async def save_pauses(self, pauses: Mapping[str, DesiredPause]) -> None:
+        """Upsert seats' desired pauses in one transaction."""
+        if not pauses:
+            return
+        async with self._engine.begin() as conn:
+            for seat_id, pause in pauses.items():
+                stmt = self._insert(SeatPauseRow).values(
+                    seat_id=seat_id, paused=pause.paused, reason=pause.reason,
+                    updated_at=pause.since)
+                await conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[SeatPauseRow.seat_id],
+                    set_={"paused": stmt.excluded.paused, "reason": stmt.excluded.reason,
+                          "updated_at": stmt.excluded.updated_at}))
 
     async def open_calls(self) -> list[CallRecord]:
         """Calls not yet ended, oldest first.

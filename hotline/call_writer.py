@@ -1,4 +1,5 @@
-"""Writes call records and interval statistics to the database in the background.
+"""Writes call records, interval statistics and seats' desired pauses to the database in the
+background.
 
 The tracker runs on the event path and must never wait for the database, so it hands each
 changed record to :meth:`CallWriter.submit` (no I/O). Records are coalesced by call id (only
@@ -18,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hotline.call_store import CallStore, QueueInterval
 from telephony.model import CallRecord
+from telephony.pauses import DesiredPause
 from telephony.stats import IntervalCounts, QueueStats
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,8 @@ def to_row(queue: str, start: datetime, c: IntervalCounts) -> QueueInterval:
     return QueueInterval(
         queue=queue, interval_start=start, offered=c.offered, answered=c.answered,
         answered_within_sl=c.answered_within_sl, abandoned=c.abandoned,
-        timed_out=c.timed_out, unknown_end=c.unknown_end, completed=c.completed,
+        timed_out=c.timed_out, unknown_end=c.unknown_end, pbx_shutdown=c.pbx_shutdown,
+        completed=c.completed,
         sum_wait_seconds=c.sum_wait_answered, sum_talk_seconds=c.sum_talk)
 
 
@@ -37,8 +40,8 @@ def from_row(row: QueueInterval) -> tuple[str, datetime, IntervalCounts]:
     return row.queue, row.interval_start, IntervalCounts(
         offered=row.offered, answered=row.answered, answered_within_sl=row.answered_within_sl,
         abandoned=row.abandoned, timed_out=row.timed_out, unknown_end=row.unknown_end,
-        completed=row.completed, sum_wait_answered=row.sum_wait_seconds,
-        sum_talk=row.sum_talk_seconds)
+        pbx_shutdown=row.pbx_shutdown, completed=row.completed,
+        sum_wait_answered=row.sum_wait_seconds, sum_talk=row.sum_talk_seconds)
 
 
 class CallWriter:
@@ -49,6 +52,7 @@ class CallWriter:
         self._store = store
         self._stats = stats
         self._pending: dict[str, CallRecord] = {}
+        self._pending_pauses: dict[str, DesiredPause] = {}
         self._wake = asyncio.Event()
         self._flush_interval = flush_interval
         self._retry_max = retry_max
@@ -58,6 +62,11 @@ class CallWriter:
     @property
     def backlog(self) -> int:
         return len(self._pending)
+
+    def submit_pause(self, seat_id: str, pause: DesiredPause) -> None:
+        """Queue a seat's desired pause for writing (never blocks, never raises)."""
+        self._pending_pauses[seat_id] = pause
+        self._wake.set()
 
     def submit(self, record: CallRecord) -> None:
         """Queue the latest state of a call for writing (never blocks, never raises)."""
@@ -93,6 +102,12 @@ class CallWriter:
                 if self._pending.get(call_id) is record:   # not changed meanwhile
                     del self._pending[call_id]
             self.written += len(batch)
+        pauses = dict(self._pending_pauses)
+        if pauses:
+            await self._store.save_pauses(pauses)
+            for seat_id, pause in pauses.items():
+                if self._pending_pauses.get(seat_id) is pause:
+                    del self._pending_pauses[seat_id]
         dirty = self._stats.take_dirty()
         try:
             for queue, start, counts in dirty:

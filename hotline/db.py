@@ -158,9 +158,23 @@ class QueueIntervalRow(Base):
     abandoned: Mapped[int] = mapped_column(Integer(), default=0)
     timed_out: Mapped[int] = mapped_column(Integer(), default=0)
     unknown_end: Mapped[int] = mapped_column(Integer(), default=0)
+    pbx_shutdown: Mapped[int] = mapped_column(Integer(), default=0)   # revision 0009
     completed: Mapped[int] = mapped_column(Integer(), default=0)
     sum_wait_seconds: Mapped[float] = mapped_column(Float(), default=0.0)
     sum_talk_seconds: Mapped[float] = mapped_column(Float(), default=0.0)
+
+
+class SeatPauseRow(Base):
+    """The pause each seat should have (``seat_pauses``, revision 0009): what the agent last
+    chose, learnt from Asterisk's ``QueueMemberPause`` events. Re-applied when Asterisk lost
+    its members (a restart), also after a restart of the service itself."""
+
+    __tablename__ = "seat_pauses"
+
+    seat_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean())
+    reason: Mapped[str] = mapped_column(String(80), default="")   # Asterisk keeps 80 bytes
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class TicketRow(Base):

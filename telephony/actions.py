@@ -127,8 +127,11 @@ def ping() -> AmiAction:
 
 
 def queue_add(queue: str, interface: str, member_name: str, state_interface: str,
-              penalty: int = 0, paused: bool = False) -> AmiAction:
-    """``QueueAdd`` a seat to a queue (fields in the order Asterisk's trace 01 shows)."""
+              penalty: int = 0, paused: bool = False, reason: str | None = None) -> AmiAction:
+    """``QueueAdd`` a seat to a queue (fields in the order Asterisk's trace 01 shows).
+
+    ``paused`` with ``reason`` adds the member already paused (示忙) with that reason:
+    Asterisk 22.5 then reports ``Paused: 1``, ``PausedReason: <reason>``."""
     fields = [
         ("Queue", check_value("Queue", queue, "queue")),
         ("Interface", check_value("Interface", interface, "interface")),
@@ -139,6 +142,8 @@ def queue_add(queue: str, interface: str, member_name: str, state_interface: str
         fields.append(("Penalty", check_value("Penalty", str(int(penalty)), "digits")))
     if paused:
         fields.append(("Paused", "true"))
+        if reason:
+            fields.append(("Reason", check_value("Reason", reason)))
     return AmiAction("QueueAdd", tuple(fields))
 
 

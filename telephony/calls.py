@@ -10,6 +10,10 @@ call store persists them; the desk shows screen-pops). Quirks seen in the record
 * After a blind transfer the caller's channel hangs up *before* ``AgentComplete``, which then
   carries no ``Uniqueid`` (trace 05): the late ``AgentComplete`` is matched by member.
 * ``VarSet ASR_UUID`` comes before the caller joins the queue (trace 11).
+* ``core stop now`` (Asterisk 22.5, measured): each waiting caller gets ``QueueCallerAbandon``
+  and a ``Hangup`` with ``Cause: 0`` (a citizen hanging up gives 16), bridged calls get
+  ``AgentComplete`` as usual, and only then comes ``Shutdown``: the abandons are re-counted
+  as ``pbx_shutdown`` when it arrives.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from datetime import datetime, timedelta
 
 from telephony.events import (
     AgentCalled, AgentComplete, AgentConnect, AgentRingNoAnswer, AmiEvent, CallerAbandoned,
-    CallerJoined, CallerLeft, ChannelHangup, MemberState, QueueEntry, VariableSet,
+    CallerJoined, CallerLeft, ChannelHangup, MemberState, PbxShutdown, QueueEntry, VariableSet,
 )
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.seats import SeatBoard
@@ -33,6 +37,25 @@ log = logging.getLogger(__name__)
 CallListener = Callable[[CallRecord], None]
 
 _MAX_REMEMBERED = 10_000   # recently ended calls / early variables kept for late events
+# Between the last abandon Asterisk reports while stopping and its Shutdown event: the same
+# instant on Asterisk 22.5 (one event burst); a margin for a loaded PBX.
+_SHUTDOWN_BURST = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgedCall:
+    """A queue call Asterisk has bridged to a seat, as a resync finds it (CoreShowChannels:
+    the caller's ``Queue`` leg and the seat's ``AppQueue`` leg share a ``BridgeId``)."""
+
+    uniqueid: str
+    linkedid: str
+    queue: str
+    caller_channel: str
+    caller_number: str
+    interface: str          # the seat's queue interface
+    seat_channel: str       # the seat's leg
+    age_seconds: int        # the caller channel's age
+    seat_leg_seconds: int   # the seat leg's age: since it was rung, so talk plus ring time
 
 
 @dataclass(slots=True)
@@ -59,6 +82,8 @@ class CallTracker:
         self._by_interface: dict[str, str] = {}
         self._recent: OrderedDict[str, _Live] = OrderedDict()      # interface -> ended call
         self._early_vars: OrderedDict[str, str] = OrderedDict()    # uniqueid -> ASR_UUID
+        self._ended: OrderedDict[str, CallRecord] = OrderedDict()  # call id -> ended record
+        self._shutdown_suspects: OrderedDict[str, CallRecord] = OrderedDict()
         self._listeners: list[CallListener] = []
         self.unmatched_events = 0
 
@@ -118,6 +143,8 @@ class CallTracker:
                 self._hangup(ev, now)
             case VariableSet():
                 self._variable(ev)
+            case PbxShutdown():
+                self._pbx_shutdown(now)
             case CallerLeft():
                 pass   # says nothing about the outcome (see module docstring)
             case _:
@@ -199,6 +226,8 @@ class CallTracker:
         live = self._live.get(ev.uniqueid)
         if live is not None:
             self._end(live, now, None)
+            if live.abandoned and ev.cause == 0:
+                self._suspect_shutdown(live.record, now)
             return
         call_id = self._by_seat_channel.get(ev.channel)
         if call_id is not None and call_id in self._live:
@@ -214,25 +243,41 @@ class CallTracker:
         while len(self._early_vars) > _MAX_REMEMBERED:
             self._early_vars.popitem(last=False)
 
-    # -- resync after (re)login -----------------------------------------------------------
+    # -- resync after (re)login, restart of the service, PBX shutdown, reconciliation -------
+    # (Kept apart from the live event handlers above: this is what runs when the service
+    # could not see, or learns later what happened then.)
     def adopt(self, records: Iterable[CallRecord]) -> None:
         """Take over calls left open by a previous run (from the store); the next
-        :meth:`resync` keeps the ones Asterisk still has and closes the others."""
+        :meth:`resync` keeps the ones Asterisk still has and closes the others.
+
+        A call that was talking keeps its seat: the board shows the seat on the call, the
+        agent can hang up or transfer it, and its talk time is counted when it ends.
+        """
         for record in records:
-            if record.call_id not in self._live and record.phase is not CallPhase.ENDED:
-                self._live[record.call_id] = _Live(record)
+            if record.call_id in self._live or record.phase is CallPhase.ENDED:
+                continue
+            live = self._live[record.call_id] = _Live(record)
+            if record.phase is CallPhase.RINGING:
+                record.phase = CallPhase.WAITING   # who rings now is unknown; resync tells
+            seat = self._board.by_seat_id(record.seat) if record.seat else None
+            if record.phase is CallPhase.CONNECTED and seat is not None:
+                self._bind_seat(live, seat.interface, record.seat_channel)
 
     def resync(self, members: Iterable[MemberState], entries: Iterable[QueueEntry],
                live_uniqueids: set[str], now: datetime,
-               known_before: datetime | None = None) -> list[CallRecord]:
+               known_before: datetime | None = None,
+               bridged: Iterable[BridgedCall] = ()) -> list[CallRecord]:
         """Make board and calls match Asterisk after a (re)login.
 
         Calls Asterisk no longer has ended while we could not see: they are closed with
-        outcome ``unknown_end`` (never left open). Waiting callers we did not know are adopted.
-        Only calls that joined before ``known_before`` (when the channel list was asked for)
-        can be closed: a call that joined since is simply not in that list yet.
+        outcome ``unknown_end`` (never left open). Waiting callers we did not know are adopted,
+        and so are callers already bridged to a seat (answered while we could not see): the
+        seat is on that call and its late ``AgentComplete`` completes it. Only calls that
+        joined before ``known_before`` (when the channel list was asked for) can be closed: a
+        call that joined since is simply not in that list yet.
         Returns the calls closed as ``unknown_end``.
         """
+        members = list(members)
         self._board.reset_memberships(members, now)
         closed = []
         cutoff = known_before or now
@@ -252,10 +297,119 @@ class CallTracker:
             self._live[entry.uniqueid] = _Live(record)
             self._stats.offered(entry.queue, joined)
             self._emit(self._live[entry.uniqueid])
+        bridged_ids = set()
+        for call in bridged:
+            bridged_ids.add(call.uniqueid)
+            self._adopt_bridged(call, now)
+        # A seat Asterisk no longer has on a queue call finished it while we could not see
+        # (e.g. the agent hung up and the caller went on in the IVR): free the seat.
+        in_call = {m.interface for m in members if m.in_call}
+        for live in list(self._live.values()):
+            if (live.interface is not None and live.record.phase is CallPhase.CONNECTED
+                    and not live.seat_done and live.record.call_id not in bridged_ids
+                    and live.interface not in in_call):
+                self._seat_lost(live, now)
         for live in self._live.values():
-            if live.interface is not None and live.record.phase is CallPhase.CONNECTED:
+            if (live.interface is not None and live.record.phase is CallPhase.CONNECTED
+                    and not live.seat_done):
                 self._board.connected(live.interface, live.record.call_id, now)
         return closed
+
+    def _adopt_bridged(self, call: BridgedCall, now: datetime) -> None:
+        live = self._live.get(call.uniqueid)
+        if live is None:
+            joined = now - timedelta(seconds=call.age_seconds)
+            record = CallRecord(call_id=call.uniqueid, linkedid=call.linkedid or call.uniqueid,
+                                queue=call.queue, caller_number=call.caller_number,
+                                caller_channel=call.caller_channel, joined_at=joined)
+            live = self._live[call.uniqueid] = _Live(record)
+            self._stats.offered(call.queue, joined)
+        elif (live.interface == call.interface and not live.seat_done
+              and live.record.phase is CallPhase.CONNECTED):
+            return
+        rec = live.record
+        for interface in live.ringing:
+            self._board.ring_ended(interface, rec.call_id, now)
+        live.ringing.clear()
+        if live.interface is not None and live.interface != call.interface:
+            self._seat_lost(live, now)
+        live.seat_done = False
+        rec.phase = CallPhase.CONNECTED
+        rec.seat = self._seat_id(call.interface)
+        self._bind_seat(live, call.interface, call.seat_channel)
+        if rec.answered_at is None:
+            # The seat leg exists since it was rung: answered at most that long ago.
+            answered_at = max(rec.joined_at, now - timedelta(seconds=call.seat_leg_seconds))
+            rec.answered_at = answered_at
+            self._stats.answered(rec.queue, rec.joined_at,
+                                 (answered_at - rec.joined_at).total_seconds())
+        self._emit(live)
+
+    def _bind_seat(self, live: _Live, interface: str, seat_channel: str | None) -> None:
+        live.interface = interface
+        live.record.seat_channel = seat_channel or None
+        self._by_interface[interface] = live.record.call_id
+        if seat_channel:
+            self._by_seat_channel[seat_channel] = live.record.call_id
+
+    def _seat_lost(self, live: _Live, now: datetime) -> None:
+        """The seat left the call while we could not see: free it, talk time unknown."""
+        if live.interface is None or live.seat_done:
+            return
+        live.seat_done = True
+        self._board.call_ended(live.interface, live.record.call_id, now)
+        if self._by_interface.get(live.interface) == live.record.call_id:
+            del self._by_interface[live.interface]
+        if live.record.seat_channel:
+            self._by_seat_channel.pop(live.record.seat_channel, None)
+
+    def _suspect_shutdown(self, record: CallRecord, now: datetime) -> None:
+        self._shutdown_suspects[record.call_id] = record
+        while self._shutdown_suspects:
+            first = next(iter(self._shutdown_suspects.values()))
+            if first.ended_at is not None and now - first.ended_at <= _SHUTDOWN_BURST:
+                break
+            self._shutdown_suspects.popitem(last=False)
+
+    def _pbx_shutdown(self, now: datetime) -> None:
+        """Asterisk is stopping: the callers it just reported as abandoning did not give up."""
+        for record in self._shutdown_suspects.values():
+            if (record.ended_at is not None and now - record.ended_at <= _SHUTDOWN_BURST
+                    and record.outcome is CallOutcome.ABANDONED):
+                self.settle(replace(record, no_answer_seats=list(record.no_answer_seats)),
+                            replace(record, outcome=CallOutcome.PBX_SHUTDOWN,
+                                    no_answer_seats=list(record.no_answer_seats)))
+        self._shutdown_suspects.clear()
+        for live in list(self._live.values()):
+            answered = live.record.answered_at is not None
+            self._end(live, now, None if answered else CallOutcome.PBX_SHUTDOWN)
+
+    def ended(self, call_id: str) -> CallRecord | None:
+        """A recently ended call (the last :data:`_MAX_REMEMBERED`), as last emitted."""
+        return self._ended.get(call_id)
+
+    def settle(self, before: CallRecord | None, after: CallRecord, *,
+               count: bool = True) -> None:
+        """Record how an ended call really ended, learnt after the fact.
+
+        ``before`` is the ended record as it was counted (``None``: a call the service never
+        saw, found in Asterisk's queue_log); ``after`` (ended) replaces it in the statistics
+        (unless ``count`` is false: its interval is no longer held) and is handed to the
+        listeners, so the store writes it.
+        """
+        if count:
+            self._stats.replace(before, after)
+        self._remember_ended(after)
+        if self._listeners:
+            copy = replace(after, no_answer_seats=list(after.no_answer_seats))
+            for listener in list(self._listeners):
+                listener(copy)
+
+    def _remember_ended(self, record: CallRecord) -> None:
+        self._ended[record.call_id] = record
+        self._ended.move_to_end(record.call_id)
+        while len(self._ended) > _MAX_REMEMBERED:
+            self._ended.popitem(last=False)
 
     # -- internals ------------------------------------------------------------------------
     def _find(self, uniqueid: str, ev: AmiEvent) -> _Live | None:
@@ -296,6 +450,9 @@ class CallTracker:
                 live.seat_done = True    # talk time unknown: not counted
                 self._board.call_ended(live.interface, rec.call_id, now)
                 self._by_interface.pop(live.interface, None)
+        elif forced is CallOutcome.PBX_SHUTDOWN:
+            rec.outcome = forced
+            self._stats.pbx_shutdown(rec.queue, rec.joined_at, answered)
         elif answered:
             rec.outcome = CallOutcome.TRANSFERRED if rec.transferred_to else CallOutcome.ANSWERED
             self._seat_done(live, now)
@@ -313,6 +470,7 @@ class CallTracker:
             self._recent.move_to_end(live.interface)
             while len(self._recent) > _MAX_REMEMBERED:
                 self._recent.popitem(last=False)
+        self._remember_ended(rec)
         self._emit(live)
 
     def _emit(self, live: _Live) -> None:

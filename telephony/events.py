@@ -158,6 +158,9 @@ class MemberState:
     in_call: bool
     penalty: int
     calls_taken: int
+    # Epoch of the member's last pause (kept after an unpause); 0: never paused since it was
+    # added, so Asterisk knows nothing of its pause (measured on Asterisk 22.5).
+    last_pause: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +177,31 @@ class QueueEntry:
 
 @dataclass(frozen=True, slots=True)
 class ChannelListed:
-    """One channel in a CoreShowChannels response."""
+    """One channel in a CoreShowChannels response.
+
+    Asterisk 22.5, a queue call bridged to a seat: the caller's leg runs ``Application: Queue``
+    (``ApplicationData: 12345,t,,,120``, the queue first) and the seat's leg ``AppQueue``
+    (``(Outgoing Line)``), both with the same ``BridgeId``; ``Duration`` is ``HH:MM:SS``
+    since the channel was created (measured on a scratch Asterisk, see ``telephony/resync.py``).
+    """
 
     channel: str
     uniqueid: str
     linkedid: str
     application: str
     bridge_id: str
+    application_data: str = ""
+    duration: int = 0          # seconds since the channel was created
+    caller_number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PbxShutdown:
+    """``Shutdown``: Asterisk is stopping (``core stop now``/``restart``). It comes after the
+    hang-ups it caused: waiting callers first get ``QueueCallerAbandon`` and a ``Hangup`` with
+    ``Cause: 0`` (measured on Asterisk 22.5; a citizen hanging up gives ``Cause: 16``)."""
+
+    restart: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +260,7 @@ AmiEvent: TypeAlias = (
     FullyBooted | CallerJoined | CallerLeft | CallerAbandoned | AgentCalled
     | AgentRingNoAnswer | AgentConnect | AgentComplete | MemberState | QueueEntry
     | ChannelListed | ChannelHangup | ChannelHold | VariableSet | OriginateResult
-    | SurveyResult
+    | SurveyResult | PbxShutdown
 )
 
 # Variables whose VarSet matters; every other VarSet (a third of all traffic) is dropped early.
@@ -332,7 +353,8 @@ def _member(change: MemberChange) -> Callable[[Mapping[str, str]], MemberState]:
         return MemberState(change, _req(m, e, "Queue"), _req(m, e, interface_key),
                            m.get(name_key) or "", device, m.get("Paused") == "1",
                            m.get("PausedReason") or "", m.get("InCall") == "1",
-                           _int(m, e, "Penalty", 0), _int(m, e, "CallsTaken", 0))
+                           _int(m, e, "Penalty", 0), _int(m, e, "CallsTaken", 0),
+                           _int(m, e, "LastPause", 0))
     return build
 
 
@@ -342,10 +364,22 @@ def _entry(m: Mapping[str, str]) -> QueueEntry:
                       _req(m, e, "Uniqueid"), _caller_number(m), _int(m, e, "Wait", 0))
 
 
+def _duration(m: Mapping[str, str], event: str) -> int:
+    value = m.get("Duration") or ""
+    if not value:
+        return 0
+    parts = value.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise MalformedEvent(event, "Duration", f"is not HH:MM:SS: {value[:40]!r}")
+    hours, minutes, seconds = (int(p) for p in parts)
+    return hours * 3600 + minutes * 60 + seconds
+
+
 def _listed(m: Mapping[str, str]) -> ChannelListed:
     e = "CoreShowChannel"
     return ChannelListed(_req(m, e, "Channel"), _req(m, e, "Uniqueid"), m.get("Linkedid") or "",
-                         m.get("Application") or "", m.get("BridgeId") or "")
+                         m.get("Application") or "", m.get("BridgeId") or "",
+                         m.get("ApplicationData") or "", _duration(m, e), _caller_number(m))
 
 
 def _hangup(m: Mapping[str, str]) -> ChannelHangup:
@@ -390,6 +424,7 @@ def _user_event(m: Mapping[str, str]) -> SurveyResult | None:
 _Builder: TypeAlias = Callable[[Mapping[str, str]], AmiEvent | None]
 _BUILDERS: Final[dict[str, _Builder]] = {
     "FullyBooted": lambda m: FullyBooted(),
+    "Shutdown": lambda m: PbxShutdown(m.get("Restart") == "True"),
     "QueueCallerJoin": _joined,
     "QueueCallerLeave": _left,
     "QueueCallerAbandon": _abandoned,

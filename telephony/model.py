@@ -27,6 +27,8 @@ class CallOutcome(str, enum.Enum):
     ABANDONED = "abandoned"       # the caller hung up while waiting (放弃)
     TIMEOUT = "timeout"           # left the queue unanswered (queue timeout / leavewhenempty)
     UNKNOWN_END = "unknown_end"   # gone after a link loss, end not observed
+    PBX_SHUTDOWN = "pbx_shutdown"  # still unanswered when Asterisk stopped (not the caller's
+    #                               choice: Asterisk reports it as QueueCallerAbandon)
 
 
 class CallPhase(str, enum.Enum):

@@ -4,6 +4,11 @@ The desired membership (config, minus seats an agent logged out) is compared wit
 Asterisk reports (``QueueStatus``); the difference becomes ``QueueAdd`` / ``QueueRemove`` /
 ``QueuePenalty`` actions. Applied on every login (Asterisk may have restarted and lost its
 dynamic members) and on every config reload (SIGHUP or the admin endpoint).
+
+A member is (re-)added with the pause its seat should have (:mod:`telephony.pauses`): after
+an Asterisk restart an agent at 会议 must not start receiving calls. A member Asterisk has
+but knows nothing about the pause of (``LastPause: 0``, never paused since it was added:
+a static member after a restart) is paused with ``QueuePause`` when its seat should be.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class Membership:
     member_name: str
     state_interface: str
     penalty: int = 0
+    paused: bool = False
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -39,6 +46,7 @@ class ApplyReport:
     added: int = 0
     removed: int = 0
     penalised: int = 0
+    paused: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -57,10 +65,12 @@ def plan(desired: Iterable[Membership], actual: Iterable[MemberState],
     for key in sorted(want.keys() - have.keys()):
         m = want[key]
         out.append(actions.queue_add(m.queue, m.interface, m.member_name, m.state_interface,
-                                     penalty=m.penalty))
+                                     penalty=m.penalty, paused=m.paused, reason=m.reason))
     for key in sorted(want.keys() & have.keys()):
         if want[key].penalty != have[key].penalty:
             out.append(actions.queue_penalty(key[0], key[1], want[key].penalty))
+        if want[key].paused and not have[key].paused and not have[key].last_pause:
+            out.append(actions.queue_pause(key[0], key[1], True, want[key].reason or None))
     return out
 
 
@@ -78,6 +88,8 @@ async def apply(link: ActionSender, plan_: Iterable[AmiAction]) -> ApplyReport:
             report.added += 1
         elif action.name == "QueueRemove":
             report.removed += 1
+        elif action.name == "QueuePause":
+            report.paused += 1
         else:
             report.penalised += 1
     return report

@@ -12,6 +12,9 @@ Definitions (shown on the wallboard and in ``/api/stats``):
 * offered (呼入量): calls that joined the queue;
 * answered (接通量): calls a seat answered (``AgentConnect``);
 * abandoned (放弃量): callers who hung up while waiting (``QueueCallerAbandon``);
+* pbx_shutdown: callers still waiting when Asterisk stopped. Asterisk reports them as
+  ``QueueCallerAbandon`` (then ``Shutdown``); they did not give up, so they are not abandoned.
+  Like timeouts they count as left the queue unanswered (in the rates' denominator);
 * answered within the service level: answered with a wait ≤ ``service_level_seconds``
   (15 s: GB/T 33358 asks calls to be answered within 15 s);
 * service level % = answered within SL / offered calls that have left the queue;
@@ -26,6 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
+from telephony.model import CallOutcome, CallRecord
+
 
 @dataclass(slots=True)
 class IntervalCounts:
@@ -37,6 +42,7 @@ class IntervalCounts:
     abandoned: int = 0
     timed_out: int = 0
     unknown_end: int = 0
+    pbx_shutdown: int = 0
     completed: int = 0
     sum_wait_answered: float = 0.0
     sum_talk: float = 0.0
@@ -48,7 +54,8 @@ class IntervalCounts:
     @property
     def resolved(self) -> int:
         """Calls that have left the queue one way or another."""
-        return self.answered + self.abandoned + self.timed_out + self.unknown_end
+        return (self.answered + self.abandoned + self.timed_out + self.unknown_end
+                + self.pbx_shutdown)
 
     def figures(self) -> dict[str, float | int | None]:
         """The counters plus the derived rates, as JSON-ready numbers."""
@@ -59,6 +66,7 @@ class IntervalCounts:
             "abandoned": self.abandoned,
             "timed_out": self.timed_out,
             "unknown_end": self.unknown_end,
+            "pbx_shutdown": self.pbx_shutdown,
             "answered_within_sl": self.answered_within_sl,
             "service_level_pct": _pct(self.answered_within_sl, resolved),
             "answer_rate_pct": _pct(self.answered, resolved),
@@ -66,6 +74,36 @@ class IntervalCounts:
             "asa_seconds": _mean(self.sum_wait_answered, self.answered),
             "avg_talk_seconds": _mean(self.sum_talk, self.completed),
         }
+
+
+def _contribution(rec: CallRecord, service_level: float) -> dict[str, float]:
+    """What an ended call adds to its interval, as the tracker counts it live: offered on
+    joining, answered (and its wait) on ``AgentConnect``, its end by outcome, talk time only
+    when the end was seen (an ``unknown_end`` has none; an answered call's end is not a
+    second outcome)."""
+    out: dict[str, float] = {"offered": 1}
+    if rec.answered_at is not None:
+        wait = (rec.answered_at - rec.joined_at).total_seconds()
+        out["answered"] = 1
+        out["sum_wait_answered"] = wait
+        out["answered_within_sl"] = int(wait <= service_level)
+        talk = rec.talk_seconds
+        if rec.outcome is not CallOutcome.UNKNOWN_END and talk is not None:
+            out["completed"] = 1
+            out["sum_talk"] = talk
+        return out
+    match rec.outcome:
+        case CallOutcome.ABANDONED:
+            out["abandoned"] = 1
+        case CallOutcome.TIMEOUT:
+            out["timed_out"] = 1
+        case CallOutcome.UNKNOWN_END:
+            out["unknown_end"] = 1
+        case CallOutcome.PBX_SHUTDOWN:
+            out["pbx_shutdown"] = 1
+        case _:
+            pass
+    return out
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -130,10 +168,32 @@ class QueueStats:
         if not answered:
             self._counts(queue, joined_at).unknown_end += 1
 
+    def pbx_shutdown(self, queue: str, joined_at: datetime, answered: bool) -> None:
+        """A call cut by Asterisk stopping; if it was answered it already counts."""
+        if not answered:
+            self._counts(queue, joined_at).pbx_shutdown += 1
+
     def completed(self, queue: str, joined_at: datetime, talk: float) -> None:
         c = self._counts(queue, joined_at)
         c.completed += 1
         c.sum_talk += talk
+
+    def replace(self, before: CallRecord | None, after: CallRecord) -> None:
+        """Count ended call ``after`` instead of ``before`` (``None``: a call never counted).
+
+        For records settled after the fact: a call found in Asterisk's queue_log that the
+        service never saw, an ``unknown_end`` whose real end the queue_log tells, waiting
+        callers Asterisk reported as abandoned that a ``Shutdown`` then explained. ``before``
+        must be counted the way the tracker counted it (see :func:`_contribution`).
+        """
+        if before is not None:
+            self._apply(before, -1)
+        self._apply(after, +1)
+
+    def _apply(self, rec: CallRecord, sign: int) -> None:
+        c = self._counts(rec.queue, rec.joined_at)
+        for name, value in _contribution(rec, self.service_level).items():
+            setattr(c, name, getattr(c, name) + sign * value)
 
     # -- restore and persistence ------------------------------------------------------------
     def restore(self, rows: Iterable[tuple[str, datetime, IntervalCounts]]) -> None:

@@ -105,7 +105,9 @@ class ActionHandler:
         m = Member(q.name, iface, get(f, "MemberName") or iface,
                    get(f, "StateInterface") or iface, int(get(f, "Penalty") or 0),
                    login_time=self.pbx.clock.isec(), paused=paused,
-                   reason=get(f, "Reason") if paused else "")
+                   reason=get(f, "Reason") if paused else "",
+                   # Asterisk 22.5 stamps LastPause when a member is added paused.
+                   last_pause=self.pbx.clock.isec() if paused else 0)
         qapp = self.pbx.dialplan.q
         before = qapp.any_available(q)
         q.members[iface] = m

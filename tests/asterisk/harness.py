@@ -498,7 +498,9 @@ class HarnessAmi:
     def _file(self, msg: Msg) -> None:
         aid = msg.get("ActionID", "")
         fut = self._waiting.get(aid)
-        if "Response" in msg and fut is not None:
+        # OriginateResponse is an event with a Response field and the ActionID: when it comes
+        # in the same read as the action's own response it must not be taken for that.
+        if "Response" in msg and "Event" not in msg and fut is not None:
             if msg.get("EventList", "").lower() == "start":
                 self._lists[aid] = [msg]
             elif not fut.done():

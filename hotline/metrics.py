@@ -58,6 +58,7 @@ class HotlineCollector(Collector):
                      ("offered", "Calls offered today (呼入量)"),
                      ("answered", "Calls answered today (接通量)"),
                      ("abandoned", "Calls abandoned today (放弃量)"),
+                     ("pbx_shutdown", "Callers still waiting when Asterisk stopped today"),
                      ("answered_within_sl", "Answered within the service level today"),
                      ("service_level_ratio", "Answered within SL / calls resolved today"),
                      ("answer_ratio", "接通率: answered / calls resolved today"),
@@ -69,7 +70,8 @@ class HotlineCollector(Collector):
             waiting.add_metric([queue], len(s.tracker.waiting(queue)))
             longest.add_metric([queue], s.tracker.longest_wait(queue, now))
             fig = s.stats.day(queue, day).figures()
-            for name in ("offered", "answered", "abandoned", "answered_within_sl"):
+            for name in ("offered", "answered", "abandoned", "pbx_shutdown",
+                         "answered_within_sl"):
                 today[name].add_metric([queue], float(fig[name] or 0))
             for name, key, scale in [("service_level_ratio", "service_level_pct", 100.0),
                                      ("answer_ratio", "answer_rate_pct", 100.0),

@@ -53,6 +53,7 @@ class Figures(BaseModel):
     abandoned: int
     timed_out: int
     unknown_end: int
+    pbx_shutdown: int     # still waiting when Asterisk stopped: not abandoned
     answered_within_sl: int
     service_level_pct: float | None
     answer_rate_pct: float | None

@@ -12,8 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hotline.call_store import CallStore, QueueInterval, interval_start_for
+from hotline.call_writer import CallWriter
 from hotline.db import CallRow
 from telephony.model import CallOutcome, CallPhase, CallRecord
+from telephony.pauses import DesiredPause
+from telephony.stats import QueueStats
 
 EngineFactory = Callable[..., Awaitable[AsyncEngine]]
 BEIJING = timezone(timedelta(hours=8))
@@ -244,3 +247,36 @@ async def test_store_refuses_naive_times(store: CallStore) -> None:
     with pytest.raises(Exception, match="naive datetime"):
         await store.upsert(_call("10.1", joined=datetime(2026, 11, 23, 9, 0)))
     assert await store.get("10.1") is None
+
+
+async def test_records_finds_the_stored_ones_among_many_ids(store: CallStore) -> None:
+    await store.flush([_ended(_call(f"20.{n}"), CallOutcome.ABANDONED) for n in range(3)])
+    wanted = [f"20.{n}" for n in range(3)] + [f"99.{n}" for n in range(1200)]  # > one query
+    found = await store.records(wanted)
+    assert sorted(found) == ["20.0", "20.1", "20.2"]
+    assert found["20.1"].outcome is CallOutcome.ABANDONED
+    assert await store.records([]) == {}
+
+
+async def test_desired_pauses_round_trip_and_update(store: CallStore) -> None:
+    assert await store.pauses() == {}
+    await store.save_pauses({"1002": DesiredPause(True, "会议", T0),
+                             "1003": DesiredPause(True, "午休", T0)})
+    later = T0 + timedelta(minutes=5)
+    await store.save_pauses({"1003": DesiredPause(False, "", later)})
+    assert await store.pauses() == {"1002": DesiredPause(True, "会议", T0.astimezone(UTC)),
+                                    "1003": DesiredPause(False, "", later.astimezone(UTC))}
+
+
+async def test_pbx_shutdown_counts_are_stored_with_the_interval(store: CallStore) -> None:
+    row = QueueInterval("12345", interval_start_for(T0), offered=3, abandoned=1, pbx_shutdown=2)
+    await store.upsert_interval(row)
+    assert await store.intervals("12345", since=interval_start_for(T0)) == [row]
+
+
+async def test_the_writer_saves_desired_pauses(store: CallStore) -> None:
+    stats = QueueStats(service_level_seconds=15, interval_minutes=15, timezone=UTC)
+    writer = CallWriter(store, stats)
+    writer.submit_pause("1004", DesiredPause(True, "培训", T0))
+    await writer.flush()
+    assert (await store.pauses())["1004"].reason == "培训"

@@ -94,9 +94,11 @@ def desired_memberships(cfg: HotlineConfig, logged_out: set[str],
 
 
 def seat_by_member_name(cfg: HotlineConfig) -> dict[str, str]:
-    """Seat id of each ``MemberName`` (the queue_log names agents by it)."""
+    """Seat id of each ``MemberName`` (the queue_log names agents by it with
+    ``log_membername_as_agent = yes``, by interface without)."""
     q = cfg.queues
-    return {q.member_name_for(s): s.extension for s in q.all_seats()}
+    return ({q.interface_for(s): s.extension for s in q.all_seats()}
+            | {q.member_name_for(s): s.extension for s in q.all_seats()})
 
 
 @dataclass

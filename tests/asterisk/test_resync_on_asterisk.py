@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from hotline.app import Hotline
 from telephony.link import LinkState
 from telephony.model import CallOutcome, CallRecord, SeatState
 from telephony.stats import IntervalCounts
@@ -207,8 +208,8 @@ async def test_a_pause_survives_asterisk_restarts_and_a_service_restart(
         assert all("1002" not in records[c].no_answer_seats for c in calls)
 
 
-def _paused(hot: object, seat_id: str) -> str | None:
-    seat = hot.board.by_seat_id(seat_id)  # type: ignore[attr-defined]
+def _paused(hot: Hotline, seat_id: str) -> str | None:
+    seat = hot.board.by_seat_id(seat_id)
     return seat.pause_reason if seat is not None and seat.state is SeatState.PAUSED else None
 
 

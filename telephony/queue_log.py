@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from telephony.calls import CallTracker
 from telephony.model import CallOutcome, CallPhase, CallRecord
@@ -63,6 +63,7 @@ _END_OUTCOMES = {
 # on Asterisk 22.5 (SIGTERM and core stop now): a genuine abandon a second earlier stays one.
 _SHUTDOWN_BURST = timedelta(seconds=1)
 _MAX_OPEN = 50_000         # calls with an ENTERQUEUE and no end yet, kept between reads
+_SCAN = 64 * 1024          # below this the window's start is found by reading, not seeking
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +143,11 @@ class QueueLogReader:
         ``since`` are skipped."""
         st = os.stat(self.path)
         offset, open_calls = self._offset, dict(self._open)
-        if st.st_ino != self._inode or st.st_size < offset:
-            offset = 0
         with open(self.path, "rb") as f:
+            if st.st_ino != self._inode or st.st_size < offset:
+                # A file not read yet (first read, or rotated): a year of rows is hundreds of
+                # MB, so start at the first row of the window (rows are in time order).
+                offset = _first_row_at(f, st.st_size, since)
             f.seek(offset)
             data = f.read()
         end = data.rfind(b"\n") + 1          # an unfinished last line waits for next time
@@ -169,6 +172,22 @@ class QueueLogReader:
         """The batch was reconciled: the next read starts after it."""
         self._offset, self._inode = batch.offset, batch.inode
         self._open, self._last_at = batch.open_calls, batch.last_at
+
+
+def _first_row_at(f: BinaryIO, size: int, since: datetime) -> int:
+    """Byte offset of the first whole line written at or after ``since`` (binary search)."""
+    lo, hi = 0, size
+    while hi - lo > _SCAN:
+        mid = (lo + hi) // 2
+        f.seek(mid)
+        f.readline()                       # the rest of the line ``mid`` fell into
+        start = f.tell()
+        row = parse_line(f.readline().decode("utf-8", errors="replace"))
+        if row is not None and row.at < since:
+            lo = start
+        else:
+            hi = mid
+    return lo
 
 
 def _apply(row: QueueLogRow, open_calls: dict[str, QueueLogCall], ended: list[QueueLogCall],

@@ -104,8 +104,9 @@ def bridged_calls(channels: Iterable[ChannelListed],
                     age_seconds=caller.duration, seat_leg_seconds=seat.duration))
                 break
             else:
-                log.warning("resync: queue caller %s is bridged to no seat of queue %s",
-                            caller.uniqueid, queue)
+                # E.g. during an attended transfer the seat leg consults in another bridge.
+                log.info("resync: queue caller %s is bridged to no member of queue %s",
+                         caller.uniqueid, queue)
     return out
 
 

@@ -273,3 +273,14 @@ async def test_a_failed_reconcile_keeps_the_rows_for_the_next_gap(h: Harness,
 
 async def _write_async(path: Path, text: str) -> None:
     await asyncio.to_thread(write, path, text)
+
+
+def test_a_first_read_of_a_long_file_starts_at_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "queue_log"
+    old = "".join(f"{1796000000 + i}|{1796000000 + i}.0|12345|NONE|ENTERQUEUE||1380000{i:04d}|1\n"
+                  f"{1796000001 + i}|{1796000000 + i}.0|12345|NONE|ABANDON|1|1|1\n"
+                  for i in range(0, 20000, 2))      # a week before, ~1 MB
+    write(path, old + ROWS)
+    batch = QueueLogReader(path).read(EPOCH)
+    assert [c.callid for c in batch.calls] == ["1796687019.0", "1796687036.4", "1796687037.6"]
+    assert batch.rows < 2000      # it did not parse the week before

@@ -498,20 +498,22 @@ class HarnessAmi:
     def _file(self, msg: Msg) -> None:
         aid = msg.get("ActionID", "")
         fut = self._waiting.get(aid)
+        if "Event" in msg:
+            # Events first: OriginateResponse carries a "Response" header and the ActionID of
+            # the Originate, and must not be taken for the action's response.
+            if aid in self._lists and fut is not None:
+                self._lists[aid].append(msg)
+                if msg.get("EventList", "").lower() == "complete" and not fut.done():
+                    fut.set_result(self._lists.pop(aid))
+                return
+            self.events.append(msg)
+            self._changed.set()
+            return
         if "Response" in msg and fut is not None:
             if msg.get("EventList", "").lower() == "start":
                 self._lists[aid] = [msg]
             elif not fut.done():
                 fut.set_result([msg])
-            return
-        if "Event" in msg and aid in self._lists and fut is not None:
-            self._lists[aid].append(msg)
-            if msg.get("EventList", "").lower() == "complete" and not fut.done():
-                fut.set_result(self._lists.pop(aid))
-            return
-        if "Event" in msg:
-            self.events.append(msg)
-            self._changed.set()
 
     async def _send(self, name: str, fields: Mapping[str, str], timeout: float) -> list[Msg]:
         aid = f"h-{next(self._ids)}"
@@ -529,14 +531,16 @@ class HarnessAmi:
         finally:
             self._waiting.pop(aid, None)
 
-    async def action(self, name: str, timeout: float = 10.0, **fields: str) -> Msg:
-        """Send an action and return its response."""
-        return (await self._send(name, fields, timeout))[0]
+    async def action(self, name: str, fields: Mapping[str, str] | None = None, /, *,
+                     timeout: float = 10.0, **more: str) -> Msg:
+        """Send an action (``fields`` and/or keyword fields) and return its response."""
+        return (await self._send(name, {**(fields or {}), **more}, timeout))[0]
 
-    async def list_action(self, name: str, timeout: float = 10.0, **fields: str) -> list[Msg]:
+    async def list_action(self, name: str, fields: Mapping[str, str] | None = None, /, *,
+                          timeout: float = 10.0, **more: str) -> list[Msg]:
         """An action answered by an event list (QueueStatus, CoreShowChannels ...): the
         response followed by every event up to ``EventList: Complete``."""
-        return await self._send(name, fields, timeout)
+        return await self._send(name, {**(fields or {}), **more}, timeout)
 
     async def wait_event(self, match: Callable[[Msg], bool], timeout: float = 15.0,
                          what: str = "") -> Msg:

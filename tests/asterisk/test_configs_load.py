@@ -170,7 +170,7 @@ async def test_hotline_user_cannot_run_commands_or_reconfigure(asterisk: Asteris
                                ("GetConfig", {"Filename": "manager.conf"}),
                                ("Reload", {}),
                                ("MixMonitor", {"Channel": "Local/x@y", "File": "a.wav"})):
-            reply = await ami.action(action, **fields)
+            reply = await ami.action(action, fields)
             assert reply["Response"] == "Error", (action, reply)
             assert reply["Message"] == "Permission denied", (action, reply)
         # What it is granted works: QueueStatus needs no class, CoreShowChannels needs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import os
 import re
@@ -232,8 +233,9 @@ class Asterisk:
             old.unlink()
         self.ami_port = self.ami_port or free_port()
         self.sip_port = self.sip_port or free_port(socket.SOCK_DGRAM)
-        code = hotline_cli(["asterisk", "render", "--config", str(self.hotline_config),
-                            "--out", str(self.confdir)])
+        with contextlib.redirect_stdout(io.StringIO()):      # it lists the files it wrote
+            code = hotline_cli(["asterisk", "render", "--config", str(self.hotline_config),
+                                "--out", str(self.confdir)])
         if code != 0:
             raise AssertionError(f"hotline asterisk render failed ({code})")
         for name in HAND_WRITTEN:

@@ -182,8 +182,11 @@ class Asterisk:
     ``a*`` variants run the same work in a thread for async tests, whose loop must not block.
     """
 
-    def __init__(self, bundle: Path, base: Path, hotline_config: Path) -> None:
+    def __init__(self, bundle: Path, base: Path, hotline_config: Path,
+                 unpacked: Path | None = None) -> None:
         self.bundle = bundle
+        # Where the bundle is unpacked once and shared (read-only) by every RUNDIR.
+        self.unpacked = unpacked or base.parent / "asterisk-opt"
         self.base = base
         self.hotline_config = hotline_config
         self.confdir = base / "conf"
@@ -303,7 +306,7 @@ class Asterisk:
     def _share_unpacked_bundle(self) -> None:
         """Unpack the bundle once per test session (about 1 s each time otherwise):
         run-asterisk unpacks into RUNDIR/opt only when that has no asterisk binary."""
-        shared = self.base.parent / "asterisk-opt"
+        shared = self.unpacked
         opt = self.rundir / "opt"
         if opt.exists() or opt.is_symlink():
             return

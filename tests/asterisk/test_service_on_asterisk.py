@@ -8,8 +8,11 @@ channels, no queue members): what Asterisk holds afterwards is the service's doi
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -36,9 +39,17 @@ async def members(pbx: HarnessAmi, queue: str = "12345") -> dict[str, dict[str, 
 
 
 async def test_membership_comes_from_the_config(asterisk: Asterisk, pbx: HarnessAmi,
-                                                service: ServiceFactory) -> None:
+                                                service: ServiceFactory,
+                                                caplog: pytest.LogCaptureFixture) -> None:
     assert await members(pbx) == {}          # reset: nobody is a member before the service
     async with service() as svc:
+        # Logged in as the project's least-privilege user, and everything it did on connect
+        # (login, CoreShowChannels/QueueStatus resync, QueueAdd) went through without a
+        # refusal.
+        connected = await asterisk.acli("manager show connected")
+        assert re.search(r"^\s*hotline\s+127\.0\.0\.1\s", connected, re.MULTILINE), connected
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+                and r.name.startswith(("telephony", "hotline.app"))] == []
         got = await members(pbx)
         assert set(got) == {INTERFACE.format(s) for s in SEATS}
         for seat in SEATS:
@@ -292,3 +303,24 @@ async def test_blind_transfer_is_in_asterisks_queue_log(asterisk: Asterisk, pbx:
         assert stored is not None and stored.talk_seconds is not None
         # The seat's talk ends at the transfer, not when the department hangs up 3 s later.
         assert abs(float(transfer.data[3]) - stored.talk_seconds) <= TOLERANCE
+
+
+def test_the_comparison_sees_every_kind_of_difference() -> None:
+    """Control for the traffic test: a record that disagrees with the queue_log in caller,
+    outcome, seat, wait or talk, or that only one side has, is reported."""
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    logged = calls_from_queue_log([
+        QueueLogRow(0, "1.1", "12345", "NONE", "ENTERQUEUE", ("", "13800000001", "1")),
+        QueueLogRow(0, "1.1", "12345", "seat-1001", "CONNECT", ("2", "1.3", "0")),
+        QueueLogRow(0, "1.1", "12345", "seat-1001", "COMPLETEAGENT", ("2", "10", "1")),
+        QueueLogRow(0, "1.5", "12345", "NONE", "ENTERQUEUE", ("", "13800000002", "1"))])
+    same = CallRecord("1.1", "1.1", "12345", "13800000001", "Local/talk@x;1", t0,
+                      CallPhase.ENDED, "1001", "Local/1001@y;1", t0 + timedelta(seconds=2),
+                      t0 + timedelta(seconds=12), CallOutcome.ANSWERED)
+    assert differences(logged, [same]) == ["1.5: in the queue_log only"]
+    wrong = CallRecord("1.1", "1.1", "12345", "13800000009", "Local/talk@x;1", t0,
+                       CallPhase.ENDED, "1002", "Local/1002@y;1", t0 + timedelta(seconds=4),
+                       t0 + timedelta(seconds=20), CallOutcome.TRANSFERRED)
+    extra = CallRecord("2.1", "2.1", "12345", "1", "Local/talk@x;1", t0)
+    assert [d.split(":")[1].split()[0] for d in differences(logged, [wrong, extra])] == [
+        "in", "in", "caller", "outcome", "seat", "wait", "talk"]

@@ -139,6 +139,16 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. Asterisk is run-asterisk's orphan, so nobody here can wait() for
+    it; a zombie left for PID 1 to reap counts as stopped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
 def _replace_once(text: str, old: str, new: str, what: str) -> str:
     """Replace exactly one occurrence: a project file that changed shape fails loudly here
     instead of silently running the tests on an unedited config."""
@@ -280,8 +290,8 @@ class Asterisk:
         """Start it (configs written on first start) and wait until it is fully booted.
 
         A port taken between choosing it and Asterisk binding it (other test runs share the
-        machine) shows as "Unable to bind AMI server" in the console log: then the ports are
-        chosen again and it is started again.
+        machine) shows as "Address already in use" in the console log (AMI or the SIP
+        transport): then the ports are chosen again and it is started again.
         """
         if not (self.confdir / "manager.conf").exists():
             self.write_configs()
@@ -320,14 +330,8 @@ class Asterisk:
             opt.symlink_to(shared)
 
     def running(self) -> bool:
-        """Whether the process is alive (a zombie nobody reaped counts as stopped)."""
-        if self.pid is None:
-            return False
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+        """Whether the process is alive."""
+        return self.pid is not None and _alive(self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds. Calls up are lost."""
@@ -339,10 +343,7 @@ class Asterisk:
                 os.kill(pid, sig)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                self.pid = pid
-                alive = self.running()
-                self.pid = None
-                if not alive:
+                if not _alive(pid):
                     return
                 time.sleep(0.05)
         raise RuntimeError(f"asterisk {pid} did not stop")

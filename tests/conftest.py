@@ -1,6 +1,7 @@
 """Shared fixtures. Real components where this machine has them: Redis on 127.0.0.1:6379,
-PostgreSQL on 127.0.0.1:5432 (trust auth, database ``test``). Asterisk cannot run here: the
-PBX simulator and the recorded traces in ``../shared/ami-traces`` stand in for it."""
+PostgreSQL on 127.0.0.1:5432 (trust auth, database ``test``), a real Asterisk 22.5 in
+``tests/asterisk/`` (the bundle in ``../shared/asterisk``); elsewhere the PBX simulator and the
+recorded traces in ``../shared/ami-traces`` stand in for it."""
 
 from __future__ import annotations
 

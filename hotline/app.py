@@ -112,9 +112,10 @@ class Hotline:
 
     def seat_actions(self) -> SeatActions:
         q = self.config.queues
-        return SeatActions(self.link, self.tracker, self.board,
+        return SeatActions(self.link, self.tracker, self.board, self.dispatcher,
                            pause_reasons=frozenset(q.pause_reasons),
-                           departments={d.number: d.name for d in q.departments})
+                           departments={d.number: d.name for d in q.departments},
+                           transfer_timeout=q.attended_transfer_timeout_seconds)
 
     async def on_ami_ready(self) -> None:
         """After every login: resync board and calls, then apply queue membership."""

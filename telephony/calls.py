@@ -10,6 +10,10 @@ call store persists them; the desk shows screen-pops). Quirks seen in the record
 * After a blind transfer the caller's channel hangs up *before* ``AgentComplete``, which then
   carries no ``Uniqueid`` (trace 05): the late ``AgentComplete`` is matched by member.
 * ``VarSet ASR_UUID`` comes before the caller joins the queue (trace 11).
+* A transfer is recorded from Asterisk's own report (``AttendedTransfer``/``BlindTransfer``
+  with ``Result: Success``, then ``AgentComplete Reason: transfer``), so a transfer a seat makes
+  from its phone's keypad counts as much as one made through the API (measured on the real
+  Asterisk 22.5; the recorded trace 06 ends before the seat completes the transfer).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from datetime import datetime, timedelta
 
 from telephony.events import (
     AgentCalled, AgentComplete, AgentConnect, AgentRingNoAnswer, AmiEvent, CallerAbandoned,
-    CallerJoined, CallerLeft, ChannelHangup, MemberState, QueueEntry, VariableSet,
+    CallerJoined, CallerLeft, ChannelHangup, MemberState, QueueEntry, TransferDone, VariableSet,
 )
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.seats import SeatBoard
@@ -89,8 +93,10 @@ class CallTracker:
         waits = [(now - r.joined_at).total_seconds() for r in self.waiting(queue)]
         return max(waits, default=0.0)
 
-    def mark_transfer(self, call_id: str, target: str) -> None:
-        """The service is moving ``call_id`` to department ``target`` (Redirect/Atxfer)."""
+    def mark_transfer(self, call_id: str, target: str | None) -> None:
+        """The service is moving ``call_id`` to department ``target`` with a ``Redirect`` (no
+        transfer event follows a Redirect: trace 05); ``None`` takes the mark back when the
+        Redirect was refused."""
         live = self._live.get(call_id)
         if live is not None:
             live.record.transferred_to = target
@@ -118,6 +124,8 @@ class CallTracker:
                 self._hangup(ev, now)
             case VariableSet():
                 self._variable(ev)
+            case TransferDone():
+                self._transferred(ev)
             case CallerLeft():
                 pass   # says nothing about the outcome (see module docstring)
             case _:
@@ -193,7 +201,27 @@ class CallTracker:
                 self.unmatched_events += 1
                 log.info("AgentComplete for %s matches no known call", ev.interface)
                 return
+        if ev.reason == "transfer" and live.record.transferred_to is None:
+            # The transfer event was missed (it came while the link was down): the call was
+            # transferred, to a target we cannot name.
+            live.record.transferred_to = ""
+            self._emit(live)
         self._seat_done(live, now)
+
+    def _transferred(self, ev: TransferDone) -> None:
+        if not ev.success:
+            return
+        live = self._live.get(ev.transferee_uniqueid)
+        if live is None and ev.transferer_channel:
+            call_id = self._by_seat_channel.get(ev.transferer_channel)
+            live = self._live.get(call_id) if call_id else None
+        if live is None:
+            self.unmatched_events += 1
+            log.info("%s transfer of %s matches no known call",
+                     "attended" if ev.attended else "blind", ev.transferee_uniqueid)
+            return
+        live.record.transferred_to = ev.target
+        self._emit(live)
 
     def _hangup(self, ev: ChannelHangup, now: datetime) -> None:
         live = self._live.get(ev.uniqueid)
@@ -297,7 +325,8 @@ class CallTracker:
                 self._board.call_ended(live.interface, rec.call_id, now)
                 self._by_interface.pop(live.interface, None)
         elif answered:
-            rec.outcome = CallOutcome.TRANSFERRED if rec.transferred_to else CallOutcome.ANSWERED
+            rec.outcome = (CallOutcome.ANSWERED if rec.transferred_to is None
+                           else CallOutcome.TRANSFERRED)
             self._seat_done(live, now)
         elif live.abandoned:
             rec.outcome = CallOutcome.ABANDONED

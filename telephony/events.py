@@ -13,6 +13,7 @@ sessions in ``../shared/ami-traces``.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -203,6 +204,39 @@ class ChannelHold:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelBridged:
+    """``BridgeEnter``: a channel joined a bridge. During an attended transfer the
+    department's leg entering a bridge (with the call's Linkedid) means it answered the
+    consultation (trace 06, 4.614 s)."""
+
+    channel: str
+    uniqueid: str
+    linkedid: str
+    bridge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDone:
+    """``AttendedTransfer`` / ``BlindTransfer``: Asterisk's own report of a transfer, whoever
+    started it (the service's ``Atxfer`` or a seat phone's feature code ``*2``/``#1``).
+
+    ``transferee_uniqueid`` is the caller's channel (the queue call's Uniqueid),
+    ``transferer_channel`` the seat's leg, ``target`` the extension the call went to (the
+    department number), ``success`` whether Asterisk completed it (``Result: Success``).
+    Measured on the real Asterisk 22.5: an ``Atxfer`` completed by the seat hanging up sends
+    ``AttendedTransfer`` with ``TransferTargetExten: 8002`` and then ``AgentComplete`` with
+    ``Reason: transfer``.
+    """
+
+    attended: bool
+    success: bool
+    result: str
+    transferee_uniqueid: str
+    transferer_channel: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class VariableSet:
     """``VarSet`` of a variable the service watches (``ASR_UUID``)."""
 
@@ -238,8 +272,8 @@ class SurveyResult:
 AmiEvent: TypeAlias = (
     FullyBooted | CallerJoined | CallerLeft | CallerAbandoned | AgentCalled
     | AgentRingNoAnswer | AgentConnect | AgentComplete | MemberState | QueueEntry
-    | ChannelListed | ChannelHangup | ChannelHold | VariableSet | OriginateResult
-    | SurveyResult
+    | ChannelListed | ChannelHangup | ChannelHold | ChannelBridged | TransferDone
+    | VariableSet | OriginateResult | SurveyResult
 )
 
 # Variables whose VarSet matters; every other VarSet (a third of all traffic) is dropped early.
@@ -361,6 +395,38 @@ def _hold(on_hold: bool) -> Callable[[Mapping[str, str]], ChannelHold]:
     return build
 
 
+def _bridged(m: Mapping[str, str]) -> ChannelBridged:
+    e = "BridgeEnter"
+    return ChannelBridged(_req(m, e, "Channel"), _req(m, e, "Uniqueid"), m.get("Linkedid") or "",
+                          m.get("BridgeUniqueid") or "")
+
+
+_LOCAL_EXTEN = re.compile(r"^Local/([^@]+)@")
+
+
+def _transfer_target(m: Mapping[str, str], exten_key: str, channel_key: str) -> str:
+    """The department number a transfer went to: the target's dialplan extension, else the
+    extension of a ``Local/<exten>@<context>`` target channel."""
+    exten = m.get(exten_key) or ""
+    if exten and exten not in ("s", "<unknown>"):
+        return exten
+    found = _LOCAL_EXTEN.match(m.get(channel_key) or "")
+    return found.group(1) if found else ""
+
+
+def _attended(m: Mapping[str, str]) -> TransferDone:
+    result = m.get("Result") or ""
+    return TransferDone(True, result == "Success", result, m.get("TransfereeUniqueid") or "",
+                        m.get("OrigTransfererChannel") or "",
+                        _transfer_target(m, "TransferTargetExten", "TransferTargetChannel"))
+
+
+def _blind(m: Mapping[str, str]) -> TransferDone:
+    result = m.get("Result") or ""
+    return TransferDone(False, result == "Success", result, m.get("TransfereeUniqueid") or "",
+                        m.get("TransfererChannel") or "", m.get("Extension") or "")
+
+
 def _varset(m: Mapping[str, str]) -> VariableSet | None:
     variable = m.get("Variable") or ""
     if variable not in WATCHED_VARIABLES:
@@ -402,6 +468,9 @@ _BUILDERS: Final[dict[str, _Builder]] = {
     "Hangup": _hangup,
     "Hold": _hold(True),
     "Unhold": _hold(False),
+    "BridgeEnter": _bridged,
+    "AttendedTransfer": _attended,
+    "BlindTransfer": _blind,
     "VarSet": _varset,
     "OriginateResponse": _originate,
     "UserEvent": _user_event,

@@ -90,7 +90,7 @@ def api_deps(clock: Callable[[], datetime]) -> ApiDeps:
 
     return ApiDeps(
         board=board, tracker=tracker, stats=stats, link=link,
-        seat_actions=lambda: SeatActions(link, tracker, board,
+        seat_actions=lambda: SeatActions(link, tracker, board, dispatcher,
                                          pause_reasons=frozenset({"午休"}),
                                          departments={"8001": "水务集团"}),
         registry=registry, queues=lambda: ("12345",), admin_token=lambda: ADMIN,

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from channels.citizen_status import OrderStatusLookup
 from channels.durable import NO_METADATA_LOOKUP
 from channels.gateway import IntakeGateway
 from channels.http_deps import IntakeHttpDeps
@@ -146,13 +147,16 @@ def build_full_app(deps: IntakeHttpDeps) -> web.Application:
 @asynccontextmanager
 async def running(gateway: IntakeGateway, config: ChannelsConfig, *,
                   nonces: NonceStore | None = None,
-                  clock: ManualClock | None = None) -> AsyncIterator[Harness]:
-    """Start the full application on a free port with a test client."""
+                  clock: ManualClock | None = None,
+                  order_status: OrderStatusLookup | None = None) -> AsyncIterator[Harness]:
+    """Start the full application on a free port with a test client (``order_status``: the
+    work orders' statuses, none by default)."""
     clock = clock or ManualClock()
     nonces = nonces or MemoryNonceStore(clock=clock.monotonic)
     harness_ref: list[Harness] = []
     deps = IntakeHttpDeps(gateway=gateway, config=lambda: harness_ref[0].config,
-                          nonces=nonces, clock=clock.wall, monotonic=clock.monotonic)
+                          nonces=nonces, clock=clock.wall, monotonic=clock.monotonic,
+                          order_status=order_status)
     app = build_full_app(deps)
     async with TestClient(TestServer(app)) as client:
         harness = Harness(client, config, clock, gateway, nonces)

@@ -25,7 +25,9 @@ demo: install
 
 # Real servers the tests start themselves: dovecot (IMAP, the mayor's mailbox) and wrk (load
 # generator of bench/web_intake.py). Redis and PostgreSQL already run on this kind of machine.
-DEBS := dovecot-imapd wrk espeak-ng sox
+# asterisk-core-sounds-en-wav: the prompts of the real Asterisk in tests/asterisk/ (the bundle in
+# ../shared/asterisk/ has none; without pbx-transfer Asterisk aborts an attended transfer).
+DEBS := dovecot-imapd wrk espeak-ng sox asterisk-core-sounds-en-wav
 system-packages:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

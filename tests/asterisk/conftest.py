@@ -22,9 +22,11 @@ Fixtures (helpers and types in ``tests/asterisk/harness.py``):
     are lost), ``queue_log(since)``/``aqueue_log`` (parsed rows of the queue_log file),
     ``queue_log_mark()``, ``set_global(name, value)`` (seat/department behaviour, see
     ``harness.TEST_DIALPLAN``), ``queue_members(queue)``, ``active_channels()``, ``reset()``,
-    ``console_log``/``full_log``/``queue_log_path``. Stopped (SIGTERM, then SIGKILL) after the
-    module. A failing test's report gets the tail of its console.log and full.log.
-    In async tests use the ``a*`` methods: blocking calls on the loop fail the test.
+    ``console_log`` (rewritten at each start)/``full_log`` (verbose: every dialplan step)/
+    ``queue_log_path`` (appended; a restart adds a QUEUESTART row). Stopped (SIGTERM, then
+    SIGKILL) after the module. A failing test's report gets the tail of its console.log and
+    full.log. In async tests use the ``a*`` methods: blocking calls on the loop fail the test.
+    Tests share the module's Asterisk: leave per-test state to ``pbx``'s reset.
 
 ``pbx`` (function, async) → :class:`harness.HarnessAmi`
     Resets Asterisk (no channels, no queue members, test globals cleared) and gives the test

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import os
 import re
@@ -138,6 +139,16 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. Asterisk is run-asterisk's orphan, so nobody here can wait() for
+    it; a zombie left for PID 1 to reap counts as stopped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
 def _replace_once(text: str, old: str, new: str, what: str) -> str:
     """Replace exactly one occurrence: a project file that changed shape fails loudly here
     instead of silently running the tests on an unedited config."""
@@ -181,8 +192,11 @@ class Asterisk:
     ``a*`` variants run the same work in a thread for async tests, whose loop must not block.
     """
 
-    def __init__(self, bundle: Path, base: Path, hotline_config: Path) -> None:
+    def __init__(self, bundle: Path, base: Path, hotline_config: Path,
+                 unpacked: Path | None = None) -> None:
         self.bundle = bundle
+        # Where the bundle is unpacked once and shared (read-only) by every RUNDIR.
+        self.unpacked = unpacked or base.parent / "asterisk-opt"
         self.base = base
         self.hotline_config = hotline_config
         self.confdir = base / "conf"
@@ -232,8 +246,9 @@ class Asterisk:
             old.unlink()
         self.ami_port = self.ami_port or free_port()
         self.sip_port = self.sip_port or free_port(socket.SOCK_DGRAM)
-        code = hotline_cli(["asterisk", "render", "--config", str(self.hotline_config),
-                            "--out", str(self.confdir)])
+        with contextlib.redirect_stdout(io.StringIO()):      # it lists the files it wrote
+            code = hotline_cli(["asterisk", "render", "--config", str(self.hotline_config),
+                                "--out", str(self.confdir)])
         if code != 0:
             raise AssertionError(f"hotline asterisk render failed ({code})")
         for name in HAND_WRITTEN:
@@ -275,8 +290,8 @@ class Asterisk:
         """Start it (configs written on first start) and wait until it is fully booted.
 
         A port taken between choosing it and Asterisk binding it (other test runs share the
-        machine) shows as "Unable to bind AMI server" in the console log: then the ports are
-        chosen again and it is started again.
+        machine) shows as "Address already in use" in the console log (AMI or the SIP
+        transport): then the ports are chosen again and it is started again.
         """
         if not (self.confdir / "manager.conf").exists():
             self.write_configs()
@@ -301,7 +316,7 @@ class Asterisk:
     def _share_unpacked_bundle(self) -> None:
         """Unpack the bundle once per test session (about 1 s each time otherwise):
         run-asterisk unpacks into RUNDIR/opt only when that has no asterisk binary."""
-        shared = self.base.parent / "asterisk-opt"
+        shared = self.unpacked
         opt = self.rundir / "opt"
         if opt.exists() or opt.is_symlink():
             return
@@ -315,14 +330,8 @@ class Asterisk:
             opt.symlink_to(shared)
 
     def running(self) -> bool:
-        """Whether the process is alive (a zombie nobody reaped counts as stopped)."""
-        if self.pid is None:
-            return False
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+        """Whether the process is alive."""
+        return self.pid is not None and _alive(self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds. Calls up are lost."""
@@ -334,10 +343,7 @@ class Asterisk:
                 os.kill(pid, sig)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                self.pid = pid
-                alive = self.running()
-                self.pid = None
-                if not alive:
+                if not _alive(pid):
                     return
                 time.sleep(0.05)
         raise RuntimeError(f"asterisk {pid} did not stop")
@@ -498,20 +504,22 @@ class HarnessAmi:
     def _file(self, msg: Msg) -> None:
         aid = msg.get("ActionID", "")
         fut = self._waiting.get(aid)
+        if "Event" in msg:
+            # Events first: OriginateResponse carries a "Response" header and the ActionID of
+            # the Originate, and must not be taken for the action's response.
+            if aid in self._lists and fut is not None:
+                self._lists[aid].append(msg)
+                if msg.get("EventList", "").lower() == "complete" and not fut.done():
+                    fut.set_result(self._lists.pop(aid))
+                return
+            self.events.append(msg)
+            self._changed.set()
+            return
         if "Response" in msg and fut is not None:
             if msg.get("EventList", "").lower() == "start":
                 self._lists[aid] = [msg]
             elif not fut.done():
                 fut.set_result([msg])
-            return
-        if "Event" in msg and aid in self._lists and fut is not None:
-            self._lists[aid].append(msg)
-            if msg.get("EventList", "").lower() == "complete" and not fut.done():
-                fut.set_result(self._lists.pop(aid))
-            return
-        if "Event" in msg:
-            self.events.append(msg)
-            self._changed.set()
 
     async def _send(self, name: str, fields: Mapping[str, str], timeout: float) -> list[Msg]:
         aid = f"h-{next(self._ids)}"
@@ -529,14 +537,16 @@ class HarnessAmi:
         finally:
             self._waiting.pop(aid, None)
 
-    async def action(self, name: str, timeout: float = 10.0, **fields: str) -> Msg:
-        """Send an action and return its response."""
-        return (await self._send(name, fields, timeout))[0]
+    async def action(self, name: str, fields: Mapping[str, str] | None = None, /, *,
+                     timeout: float = 10.0, **more: str) -> Msg:
+        """Send an action (``fields`` and/or keyword fields) and return its response."""
+        return (await self._send(name, {**(fields or {}), **more}, timeout))[0]
 
-    async def list_action(self, name: str, timeout: float = 10.0, **fields: str) -> list[Msg]:
+    async def list_action(self, name: str, fields: Mapping[str, str] | None = None, /, *,
+                          timeout: float = 10.0, **more: str) -> list[Msg]:
         """An action answered by an event list (QueueStatus, CoreShowChannels ...): the
         response followed by every event up to ``EventList: Complete``."""
-        return await self._send(name, fields, timeout)
+        return await self._send(name, {**(fields or {}), **more}, timeout)
 
     async def wait_event(self, match: Callable[[Msg], bool], timeout: float = 15.0,
                          what: str = "") -> Msg:

@@ -170,7 +170,7 @@ async def test_hotline_user_cannot_run_commands_or_reconfigure(asterisk: Asteris
                                ("GetConfig", {"Filename": "manager.conf"}),
                                ("Reload", {}),
                                ("MixMonitor", {"Channel": "Local/x@y", "File": "a.wav"})):
-            reply = await ami.action(action, **fields)
+            reply = await ami.action(action, fields)
             assert reply["Response"] == "Error", (action, reply)
             assert reply["Message"] == "Permission denied", (action, reply)
         # What it is granted works: QueueStatus needs no class, CoreShowChannels needs
@@ -181,11 +181,11 @@ async def test_hotline_user_cannot_run_commands_or_reconfigure(asterisk: Asteris
         await ami.close()
 
 
-def test_the_error_check_sees_a_broken_config(asterisk_bundle: Path, tmp_path: Path,
-                                             hotline_config_dir: Path) -> None:
+def test_the_error_check_sees_a_broken_config(asterisk: Asterisk, tmp_path: Path) -> None:
     """Control: the same files without ``pjsip_secrets.conf`` (auth sections without a
     password) are reported, so an empty problem list above means something."""
-    broken = Asterisk(asterisk_bundle, tmp_path / "broken", hotline_config_dir)
+    broken = Asterisk(asterisk.bundle, tmp_path / "broken", asterisk.hotline_config,
+                      unpacked=asterisk.unpacked)
     broken.write_configs()
     (broken.confdir / "pjsip_secrets.conf").unlink()
     broken.start()

@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 
 from telephony.events import (
     AgentCalled, AgentComplete, AgentConnect, AgentRingNoAnswer, AmiEvent, CallerAbandoned,
-    CallerJoined, CallerLeft, ChannelHangup, MemberState, QueueEntry, TransferDone, VariableSet,
+    CallerJoined, CallerLeft, ChannelBridged, ChannelHangup, MemberState, QueueEntry,
+    TransferDone, VariableSet, leg_of, local_extension,
 )
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.seats import SeatBoard
@@ -48,6 +49,7 @@ class _Live:
     interface: str | None = None                       # the seat's queue interface
     abandoned: bool = False
     seat_done: bool = False
+    consulting: str = ""    # the department a consultation (attended transfer) reached
 
 
 class CallTracker:
@@ -126,6 +128,8 @@ class CallTracker:
                 self._variable(ev)
             case TransferDone():
                 self._transferred(ev)
+            case ChannelBridged():
+                self._bridged(ev)
             case CallerLeft():
                 pass   # says nothing about the outcome (see module docstring)
             case _:
@@ -220,8 +224,22 @@ class CallTracker:
             log.info("%s transfer of %s matches no known call",
                      "attended" if ev.attended else "blind", ev.transferee_uniqueid)
             return
-        live.record.transferred_to = ev.target
+        live.record.transferred_to = ev.target or live.consulting
         self._emit(live)
+
+    def _bridged(self, ev: ChannelBridged) -> None:
+        """A department's Local leg entering a bridge on an answered call: a consultation
+        (attended transfer, made through the API or from the seat's phone) reached it."""
+        number = local_extension(ev.channel)
+        if not number:
+            return
+        for live in self._live.values():
+            rec = live.record
+            if (rec.linkedid == ev.linkedid and rec.phase is CallPhase.CONNECTED
+                    and leg_of(ev.channel) not in (leg_of(rec.caller_channel),
+                                                   leg_of(rec.seat_channel or ""))):
+                live.consulting = number
+                return
 
     def _hangup(self, ev: ChannelHangup, now: datetime) -> None:
         live = self._live.get(ev.uniqueid)

@@ -206,13 +206,25 @@ class ChannelHold:
 @dataclass(frozen=True, slots=True)
 class ChannelBridged:
     """``BridgeEnter``: a channel joined a bridge. During an attended transfer the
-    department's leg entering a bridge (with the call's Linkedid) means it answered the
-    consultation (trace 06, 4.614 s)."""
+    department's Local leg enters the consultation bridge at once, still ringing (``up``
+    False; measured on the real Asterisk 22.5 with a busy department), so only a leg that is
+    up (here or by :class:`ChannelUp` later) has answered."""
 
     channel: str
     uniqueid: str
     linkedid: str
     bridge_id: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelUp:
+    """``Newstate`` to ``Up`` (6): a channel answered (the department's leg of a
+    consultation: trace 06, 4.614 s). Other state changes are not used."""
+
+    channel: str
+    uniqueid: str
+    linkedid: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +237,9 @@ class TransferDone:
     department number), ``success`` whether Asterisk completed it (``Result: Success``).
     Measured on the real Asterisk 22.5: an ``Atxfer`` completed by the seat hanging up sends
     ``AttendedTransfer`` with ``TransferTargetExten: 8002`` and then ``AgentComplete`` with
-    ``Reason: transfer``.
+    ``Reason: transfer``; but in about half the runs the ``TransferTarget*`` fields are
+    missing altogether (``target`` is then empty and the tracker names the department from
+    the consultation it saw, see :class:`ChannelBridged`).
     """
 
     attended: bool
@@ -272,7 +286,7 @@ class SurveyResult:
 AmiEvent: TypeAlias = (
     FullyBooted | CallerJoined | CallerLeft | CallerAbandoned | AgentCalled
     | AgentRingNoAnswer | AgentConnect | AgentComplete | MemberState | QueueEntry
-    | ChannelListed | ChannelHangup | ChannelHold | ChannelBridged | TransferDone
+    | ChannelListed | ChannelHangup | ChannelHold | ChannelBridged | ChannelUp | TransferDone
     | VariableSet | OriginateResult | SurveyResult
 )
 
@@ -398,10 +412,32 @@ def _hold(on_hold: bool) -> Callable[[Mapping[str, str]], ChannelHold]:
 def _bridged(m: Mapping[str, str]) -> ChannelBridged:
     e = "BridgeEnter"
     return ChannelBridged(_req(m, e, "Channel"), _req(m, e, "Uniqueid"), m.get("Linkedid") or "",
-                          m.get("BridgeUniqueid") or "")
+                          m.get("BridgeUniqueid") or "", m.get("ChannelState") == _UP)
 
 
-_LOCAL_EXTEN = re.compile(r"^Local/([^@]+)@")
+_UP: Final = "6"   # AST_STATE_UP
+
+
+def _newstate(m: Mapping[str, str]) -> ChannelUp | None:
+    if m.get("ChannelState") != _UP:
+        return None
+    e = "Newstate"
+    return ChannelUp(_req(m, e, "Channel"), _req(m, e, "Uniqueid"), m.get("Linkedid") or "")
+
+
+_LOCAL_EXTEN = re.compile(r"^Local/([^@/;]+)@")
+
+
+def leg_of(channel: str) -> str:
+    """A channel name without a Local channel's ``;1``/``;2`` half: both halves of the
+    caller's or the seat's Local channel are that one leg of the call."""
+    return channel.rsplit(";", 1)[0]
+
+
+def local_extension(channel: str) -> str:
+    """``Local/8002@departments-00000002;1`` → ``8002``; ``""`` for other channels."""
+    found = _LOCAL_EXTEN.match(channel)
+    return found.group(1) if found else ""
 
 
 def _transfer_target(m: Mapping[str, str], exten_key: str, channel_key: str) -> str:
@@ -410,8 +446,7 @@ def _transfer_target(m: Mapping[str, str], exten_key: str, channel_key: str) -> 
     exten = m.get(exten_key) or ""
     if exten and exten not in ("s", "<unknown>"):
         return exten
-    found = _LOCAL_EXTEN.match(m.get(channel_key) or "")
-    return found.group(1) if found else ""
+    return local_extension(m.get(channel_key) or "")
 
 
 def _attended(m: Mapping[str, str]) -> TransferDone:
@@ -469,6 +504,7 @@ _BUILDERS: Final[dict[str, _Builder]] = {
     "Hold": _hold(True),
     "Unhold": _hold(False),
     "BridgeEnter": _bridged,
+    "Newstate": _newstate,
     "AttendedTransfer": _attended,
     "BlindTransfer": _blind,
     "VarSet": _varset,

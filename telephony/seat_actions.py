@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from telephony import actions
 from telephony.calls import CallTracker
 from telephony.errors import AmiActionFailed, TelephonyError
-from telephony.events import AmiEvent, ChannelBridged, ChannelHangup, ChannelHold, TransferDone
+from telephony.events import (
+    AmiEvent, ChannelBridged, ChannelHangup, ChannelHold, ChannelUp, TransferDone, leg_of,
+)
 from telephony.model import CallRecord, SeatSnapshot
 from telephony.ports import ActionSender, EventSource
 from telephony.seats import SeatBoard
@@ -119,15 +121,15 @@ class SeatActions:
         number = self._department(department)
         call = self._call(self._seat(seat_id))
         assert call.seat_channel is not None
-        own_legs = {_local_pair(call.caller_channel), _local_pair(call.seat_channel)}
+        own_legs = {leg_of(call.caller_channel), leg_of(call.seat_channel)}
         outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         def watch(ev: AmiEvent) -> None:
             if outcome.done():
                 return
             match ev:
-                case ChannelBridged() if (ev.linkedid == call.linkedid
-                                          and _local_pair(ev.channel) not in own_legs):
+                case ChannelBridged(up=True) | ChannelUp() if (
+                        ev.linkedid == call.linkedid and leg_of(ev.channel) not in own_legs):
                     outcome.set_result("consulting")
                 case ChannelHold(on_hold=False) if ev.channel == call.seat_channel:
                     outcome.set_result("aborted")
@@ -185,9 +187,3 @@ def room_of(call: CallRecord) -> str:
     """The ConfBridge room of ``call``'s three-way call: its Linkedid in the characters a
     dialplan extension allows (``1796686943.0`` → ``1796686943-0``)."""
     return re.sub(r"[^A-Za-z0-9]", "-", call.linkedid)
-
-
-def _local_pair(channel: str) -> str:
-    """A channel name without a Local channel's ``;1``/``;2`` half, so both halves of the
-    caller's or seat's Local channel count as that leg."""
-    return channel.rsplit(";", 1)[0]

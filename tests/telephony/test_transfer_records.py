@@ -50,6 +50,19 @@ def test_completed_attended_transfer_is_recorded_as_transferred() -> None:
     assert call.talk_seconds == pytest.approx(12.0 - 1.005)
 
 
+def test_attended_transfer_without_target_fields_names_the_consulted_department() -> None:
+    # The real Asterisk leaves out every TransferTarget* field in about half the runs; the
+    # department is known from its leg entering the consultation bridge (trace 06, 4.614 s).
+    bare = "".join(line + "\r\n" for line in ATTENDED_DONE.split("\r\n")
+                   if line and not line.startswith("TransferTarget"))
+    h = make_harness(seats=LONG_SEAT).replay("06-attended-transfer", until=4.7)
+    h.feed_text(bare, 6.0)
+    h.feed_text(AGENT_COMPLETE_TRANSFER, 6.001)
+    h.feed_text(CALLER_HANGUP, 12.0)
+    call = h.records["1795399456.0"]
+    assert (call.outcome, call.transferred_to) == (CallOutcome.TRANSFERRED, "8002")
+
+
 def test_transfer_reported_only_by_agent_complete_still_counts() -> None:
     # The AttendedTransfer event was missed (link down): Reason=transfer is still a transfer.
     h = make_harness(seats=LONG_SEAT).replay("06-attended-transfer", until=4.7)

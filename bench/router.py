@@ -117,11 +117,7 @@ async def run(cfg: Any, engine: Any, tz: Any, n: int, pool: list[str],
         for start in range(0, n, 500):
             await stream.add_many(intakes[start:start + 500])
 
-        class _Gateway:            # the router only needs stream.set_status
-            pass
-        gateway: Any = _Gateway()
-        gateway.stream = stream
-        router = (await build_router(cfg, engine, gateway, tz)).router
+        router = (await build_router(cfg, engine, tz)).router
 
         # Classification alone (what the router runs in a thread for each intake).
         samples = [rng.choice(pool) for _ in range(2000)]

@@ -1,12 +1,14 @@
-"""What the HTTP channels tell the citizen: accepted (受理), a duplicate, a wrong form, or
-"not now" when the intake could not be made durable."""
+"""What the HTTP channels tell the citizen: accepted (受理), a duplicate, a wrong form, "not
+now" when the intake could not be made durable, and the status of their demand."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from aiohttp import web
 
+from channels.citizen_status import OrderStatusLookup, OrderStatusUnavailable
 from channels.errors import IntakeUnavailable
 from channels.gateway import Accepted, IntakeGateway, IntakeStatus
 from channels.intake import IntakeDraft
@@ -16,9 +18,29 @@ from hotline.http_errors import ApiError
 
 log = logging.getLogger(__name__)
 
-STATUS_TEXT = {"accepted": "已受理", "dispatched": "已派单至承办单位", "signed": "承办单位已签收",
-               "handling": "办理中", "replied": "已答复", "surveyed": "已回访",
-               "archived": "已办结"}
+STATUS_TEXT: dict[str, str] = {
+    "accepted": "已受理", "dispatched": "已派单至承办单位", "signed": "承办单位已签收",
+    "handling": "办理中", "replied": "已答复", "surveyed": "已回访", "archived": "已办结",
+    # A unit handed the order back (退回) and the office dispatches it again; why it was
+    # returned is between the office and the unit.
+    "redispatching": "重新派单中"}
+"""The text of each :data:`channels.citizen_status.CitizenStatus`."""
+
+
+async def current_status(status: IntakeStatus,
+                         orders: OrderStatusLookup | None) -> IntakeStatus:
+    """``status`` (from the intake store, already checked to be the asker's) with the status
+    of its work order once there is one: the order is the truth (see
+    :mod:`channels.citizen_status`). 503 ``status_unavailable`` when the ticket store does
+    not answer, rather than a status that may be stale."""
+    if orders is None:
+        return status
+    try:
+        order = await orders(status.acceptance_no)
+    except OrderStatusUnavailable:
+        log.warning("status query failed: ticket store not answering")
+        raise ApiError(503, "status_unavailable", "暂时无法查询，请稍后再试") from None
+    return status if order is None else replace(status, status=order)
 
 
 def status_response(status: IntakeStatus, *, with_thread: bool = False) -> web.Response:

@@ -7,8 +7,8 @@
     ``200`` with ``duplicate: true`` for a retried ``request_id``, ``422 invalid_field``,
     ``503 intake_unavailable``.
 ``GET /api/app/v1/intakes/{acceptance_no}?app_user_id=...``
-    The status, only for the app user (of the same app) who submitted it; ``404 not_found``
-    otherwise.
+    The status (the work order's once there is one, as for the web form), only for the app
+    user (of the same app) who submitted it; ``404 not_found`` otherwise.
 
 Every request is signed (:mod:`channels.signing`): ``401`` with ``missing_signature``,
 ``unknown_app``, ``stale_request``, ``bad_nonce``, ``bad_signature`` or ``replayed_nonce``.
@@ -28,7 +28,7 @@ import re
 
 from aiohttp import web
 
-from channels.answers import invalid_form, status_response, submit
+from channels.answers import current_status, invalid_form, status_response, submit
 from channels.errors import ChannelError
 from channels.http_deps import IntakeHttp, remote_address, state
 from channels.nonces import NonceStoreFull
@@ -112,4 +112,5 @@ async def app_status(request: web.Request) -> web.Response:
     if status is None or status.channel != "app" or not hmac.compare_digest(
             (status.app_user_id or "").encode(), owner):
         raise ApiError(404, "not_found", "未找到该受理编号")
-    return status_response(status, with_thread=True)
+    return status_response(await current_status(status, st.deps.order_status),
+                           with_thread=True)

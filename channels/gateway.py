@@ -35,7 +35,7 @@ class IntakeStatus:
     intake_id: str
     channel: Channel
     received_at: datetime
-    status: str               # "accepted" until the router moves it on (issue: router)
+    status: str               # a CitizenStatus: "accepted" here, the order's once it has one
     phone: str | None
     app_user_id: str | None
     thread_of: str | None

@@ -10,6 +10,7 @@ from datetime import datetime
 from aiohttp import web
 
 from channels.attachments import AttachmentStore
+from channels.citizen_status import OrderStatusLookup
 from channels.gateway import IntakeGateway
 from channels.intake import utc_now
 from channels.nonces import NonceStore
@@ -22,11 +23,14 @@ class IntakeHttpDeps:
     """Handed in by the composition root.
 
     ``config`` is called on every request, so a reload of ``channels.yaml`` (limits, CORS
-    origins, app keys) applies at once. ``monotonic`` drives the rate limits."""
+    origins, app keys) applies at once. ``monotonic`` drives the rate limits.
+    ``order_status``: the status of an intake's work order, which the status queries answer
+    with once there is one (None: no ticket store, the intake store answers alone)."""
 
     gateway: IntakeGateway
     config: Callable[[], ChannelsConfig]
     nonces: NonceStore
+    order_status: OrderStatusLookup | None = None
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
 

@@ -142,7 +142,9 @@ class IntakeStream:
         return None if raw is None else text(raw).partition(" ")[0]
 
     async def status(self, acceptance_no: str) -> IntakeStatus | None:
-        """The status hash of ``acceptance_no`` (following an alias once), or None."""
+        """The status hash of ``acceptance_no`` (following an alias once), or None. Its status
+        is the one given at acceptance; the work order's is read from the ticket store
+        (:mod:`channels.citizen_status`)."""
         for _ in range(2):
             raw = cast(Mapping[bytes, bytes],
                        await self.redis.hgetall(self.keys.status(acceptance_no)))
@@ -160,17 +162,6 @@ class IntakeStream:
                 app_user_id=fields.get("app_user_id") or None,
                 thread_of=fields.get("thread_of") or None)
         return None
-
-    async def set_status(self, acceptance_no: str, status: str) -> None:
-        """Move the citizen-visible status on (the router does this as the order advances)."""
-        await self.redis.hset(self.keys.status(acceptance_no), "status", status)
-
-    async def set_statuses(self, changes: list[tuple[str, str]]) -> None:
-        """:meth:`set_status` for many acceptance numbers in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for acceptance_no, status in changes:
-                pipe.hset(self.keys.status(acceptance_no), "status", status)
-            await pipe.execute()
 
     async def ensure_group(self) -> None:
         """See :func:`ensure_group`."""

@@ -17,8 +17,9 @@ file parts, e.g. ``files``). Answers:
 
 ``POST /api/intake/status`` ``{"acceptance_no", "phone"}`` answers the status only when the
 phone is the one given with the intake; an unknown number and a wrong phone get the same
-``404 not_found``, so acceptance numbers cannot be probed. Both endpoints are rate-limited
-per client IP and answer CORS preflights (:mod:`channels.cors`).
+``404 not_found``, so acceptance numbers cannot be probed. The status is the work order's once
+the router has made one (:mod:`channels.citizen_status`), 已受理 before. Both endpoints are
+rate-limited per client IP and answer CORS preflights (:mod:`channels.cors`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from channels import app_api
-from channels.answers import invalid_form, status_response, submit
+from channels.answers import current_status, invalid_form, status_response, submit
 from channels.attachments import AttachmentRejected
 from channels.cors import CorsPolicy
 from channels.errors import ChannelError
@@ -174,7 +175,7 @@ async def query_status(request: web.Request) -> web.Response:
     if status is None or not key or not hmac.compare_digest(
             phone_key(status.phone).encode(), key.encode()):
         raise ApiError(404, "not_found", "未找到该受理编号，或联系电话与受理时填写的不一致")
-    return status_response(status)
+    return status_response(await current_status(status, st.deps.order_status))
 
 
 @lru_cache(maxsize=8)

@@ -252,6 +252,8 @@ class Seat(_Section):
     name: DisplayName
     penalty: Annotated[int, Field(ge=0, le=999)] = 0
     interface: Interface | None = None  # overrides QueuesConfig.interface_template
+    # Overrides the state interface derived from ``interface`` (see state_interface_for).
+    state_interface: Interface | None = None
 
 
 class Queue(_Section):
@@ -305,11 +307,22 @@ class Department(_Section):
     name: DisplayName
 
 
+def _device_of(interface: str) -> str:
+    """``Local/1001@seats/n`` → ``Local/1001@seats``; other technologies are their own device."""
+    if interface.startswith("Local/") and interface.count("/") == 2:
+        return interface.rsplit("/", 1)[0]
+    return interface
+
+
 class QueuesConfig(_Section):
     """``queues.yaml``: queues, seats, departments and how seats appear to Asterisk."""
 
     pause_reasons: tuple[PauseReason, ...] = ("小休", "午休", "培训", "会议", "就餐")
     wrapup_seconds: Annotated[int, Field(ge=0, le=600)] = 10
+    # How long an attended transfer (咨询转接) may take to reach the department before the
+    # desk is told it failed: Asterisk's own limit (features.conf atxfernoanswertimeout,
+    # 15 s by default) plus dialling.
+    attended_transfer_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 25.0
     interface_template: Annotated[str, _template("interface")] = "PJSIP/{extension}"
     # None: the same as the interface (right for PJSIP; Local channels need the device here).
     state_interface_template: Annotated[str, _template("interface")] | None = None
@@ -351,6 +364,9 @@ class QueuesConfig(_Section):
                     if known.interface != seat.interface:
                         issues.append((f"{here}.interface", f"seat {seat.extension} has another "
                                        f"interface in {where}"))
+                    if known.state_interface != seat.state_interface:
+                        issues.append((f"{here}.state_interface", f"seat {seat.extension} has "
+                                       f"another state_interface in {where}"))
                     continue
                 seat_at[seat.extension] = (here, seat)
                 interface = self.interface_for(seat)
@@ -383,7 +399,19 @@ class QueuesConfig(_Section):
         return seat.interface or self.interface_template.format(extension=seat.extension)
 
     def state_interface_for(self, seat: Seat) -> str:
-        """The AMI ``StateInterface`` whose device state tells whether ``seat`` is busy."""
+        """The AMI ``StateInterface`` whose device state tells whether ``seat`` is busy.
+
+        A seat with its own ``interface`` is its own device: the template (written for the
+        templated interfaces) does not apply to it. Its state interface is ``state_interface``
+        if given, else its interface without a Local channel's options (``Local/2001@x/n`` →
+        ``Local/2001@x``; Asterisk reports a Local device in use while a channel to that
+        extension exists). With the template's device instead, Asterisk saw the seat "Not in
+        use" while it rang and could ring it for a second caller.
+        """
+        if seat.state_interface is not None:
+            return seat.state_interface
+        if seat.interface is not None:
+            return _device_of(seat.interface)
         if self.state_interface_template is None:
             return self.interface_for(seat)
         return self.state_interface_template.format(extension=seat.extension)

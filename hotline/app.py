@@ -44,7 +44,7 @@ from hotline.http_api import ApiDeps, build_app
 from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
-from hotline.routing import build_router, open_outbox, open_router_consumer
+from hotline.routing import build_router, open_outbox, open_router_consumer, order_status_lookup
 from hotline.asr_wiring import AsrService, AsrStatus, AsrStatusCollector, open_asr
 from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
@@ -136,9 +136,10 @@ class Hotline:
 
     def seat_actions(self) -> SeatActions:
         q = self.config.queues
-        return SeatActions(self.link, self.tracker, self.board,
+        return SeatActions(self.link, self.tracker, self.board, self.dispatcher,
                            pause_reasons=frozenset(q.pause_reasons),
-                           departments={d.number: d.name for d in q.departments})
+                           departments={d.number: d.name for d in q.departments},
+                           transfer_timeout=q.attended_transfer_timeout_seconds)
 
     async def on_ami_ready(self) -> None:
         """After every login: resync board and calls, settle from the queue_log the calls we
@@ -261,7 +262,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         tracker.subscribe(phone_intake.remember)
         relay = await stack.enter_async_context(
             open_outbox(cfg, engine, gateway.stream.redis))
-        parts = await build_router(cfg, engine, gateway, timezone,
+        parts = await build_router(cfg, engine, timezone,
                                    on_outbox=relay.wake if relay else None)
         router = parts.router
         hot.tickets = parts.tickets
@@ -306,7 +307,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                                  retry_seconds=cfg.channels.redis.retry_seconds)
         add_intake_routes(app, IntakeHttpDeps(gateway=gateway,
                                               config=lambda: hot.config.channels,
-                                              nonces=nonces, clock=utc_now))
+                                              nonces=nonces, clock=utc_now,
+                                              order_status=order_status_lookup(parts.tickets)))
         add_ticket_routes(app, TicketApiDeps(
             store=lambda: hot.tickets,
             admin_token=lambda: _secret(hot.config.service.admin_token),

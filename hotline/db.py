@@ -223,6 +223,8 @@ class TicketRow(Base):
     __table_args__ = (
         Index("ix_tickets_unit_id_status", "unit_id", "status"),
         Index("ix_tickets_status", "status"),
+        # The citizen's status query reads the order by acceptance number (revision 0008).
+        Index("ix_tickets_acceptance_no", "acceptance_no"),
         # Repeat detection (重复投诉) looks up the citizens' recent orders by phone, e-mail or
         # app user (an OR: every branch needs its index, or PostgreSQL scans the table).
         Index("ix_tickets_citizen_phone_created_at", "citizen_phone", "created_at"),

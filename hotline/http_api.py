@@ -182,6 +182,8 @@ def _seat_action(run: Callable[[SeatActions, str, dict[str, str]], Awaitable[Any
             status = 404 if exc.code == "unknown_seat" else 409
             if exc.code.startswith("unknown_") and exc.code != "unknown_seat":
                 status = 422
+            if exc.code == "transfer_timeout":
+                status = 504
             raise ApiError(status, exc.code, str(exc)) from None
         except AmiNotConnected:
             raise ApiError(503, "ami_not_ready", "与交换机的连接未就绪，请稍后重试") from None
@@ -215,7 +217,7 @@ async def _transfer(desk: SeatActions, seat: str, body: dict[str, str]) -> str:
     return call.call_id
 
 
-async def _three_way(desk: SeatActions, seat: str, body: dict[str, str]) -> int:
+async def _three_way(desk: SeatActions, seat: str, body: dict[str, str]) -> str:
     return await desk.three_way(seat, body["department"])
 
 

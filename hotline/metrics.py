@@ -98,6 +98,9 @@ class HotlineCollector(Collector):
              "Event listener failures (logged)"),
             ("hotline_seat_unexpected_transitions", s.board.unexpected_transitions,
              "Seat transitions the lifecycle forbids (missed events)"),
+            ("hotline_seat_wrapup_overruled", s.board.wrapup_overruled,
+             "Seats Asterisk rang before the configured wrap-up ended (its wrapuptime is "
+             "shorter than queues.yaml wrapup_seconds)"),
         ]:
             counter = CounterMetricFamily(name, help_)
             counter.add_metric([], float(value))

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from channels.citizen_status import CitizenStatus
 from channels.phone import SummaryRequest
 from channels.web_form import AppIntakeForm, StatusQuery, WebIntakeForm
 from telephony.model import SeatState
@@ -131,8 +132,10 @@ class IntakeAccepted(_Doc):
 
 
 class IntakeStatusAnswer(_Doc):
+    """办理状态：有工单后即为工单的状态（status_text 为中文说明）。"""
+
     acceptance_no: str
-    status: str
+    status: CitizenStatus
     status_text: str
     channel: str
     received_at: str

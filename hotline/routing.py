@@ -14,10 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from channels.citizen_status import CitizenStatus, OrderStatusLookup, OrderStatusUnavailable
 from channels.consumer import IntakeConsumer
-from channels.durable import DurableGateway, redis_client
+from channels.durable import redis_client
 from channels.keys import StreamKeys
 from config.schema import HotlineConfig
 from router.calendar import WorkCalendar
@@ -69,9 +71,8 @@ class RouterParts:
     kb: KbSync
 
 
-async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: DurableGateway,
-                       timezone: tzinfo, *, on_outbox: Callable[[], None] | None = None
-                       ) -> RouterParts:
+async def build_router(cfg: HotlineConfig, engine: AsyncEngine, timezone: tzinfo, *,
+                       on_outbox: Callable[[], None] | None = None) -> RouterParts:
     """The router, its ticket store and knowledge base (model and articles read off the
     loop; ``routing.kb_path`` seeds the knowledge-base table, units edit it later). With
     ``routing.outbound.enabled`` every new ticket also gets an outbox row (``on_outbox``: the
@@ -91,10 +92,8 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: Durable
     router = IntakeRouter(
         classifier=Classifier(routing.classify, model), units=cfg.units,
         gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(cfg.sla.calendar, timezone),
-        sla=cfg.sla, create_ticket=store.create,
-        set_status=gateway.stream.set_status, create_tickets=store.create_many,
-        set_statuses=gateway.stream.set_statuses, earlier_orders=store.earlier_orders,
-        repeats=routing.repeats)
+        sla=cfg.sla, create_ticket=store.create, create_tickets=store.create_many,
+        earlier_orders=store.earlier_orders, repeats=routing.repeats)
     kb_store = KbStore(engine)
     added = await kb_store.seed(await asyncio.to_thread(_seed_articles, routing.kb_path))
     if added:
@@ -107,6 +106,20 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: Durable
     sync = KbSync(kb_store, apply, refresh_seconds=routing.kb_refresh_seconds)
     await sync.refresh()
     return RouterParts(router, store, sync)
+
+
+def order_status_lookup(store: TicketStore) -> OrderStatusLookup:
+    """The citizen status queries' view of ``store`` (:mod:`channels.citizen_status`): a
+    database that does not answer is :class:`OrderStatusUnavailable` (the queries answer 503,
+    never a status that may be stale)."""
+
+    async def lookup(acceptance_no: str) -> CitizenStatus | None:
+        try:
+            return await store.citizen_status(acceptance_no)
+        except (SQLAlchemyError, OSError) as exc:
+            raise OrderStatusUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    return lookup
 
 
 @asynccontextmanager

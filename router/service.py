@@ -3,7 +3,8 @@
     classify (rules, then the learned model; in a thread) → route to a unit (谁主管谁负责,
     属地管理优先) → deadlines on the working-day calendar → knowledge-base answers for a
     consultation → create the ticket (idempotent on the intake id: a redelivered entry finds
-    the ticket it already made) → the citizen's status moves on.
+    the ticket it already made). The citizen's status query reads the order itself
+    (:mod:`channels.citizen_status`).
 
 Every decision is written on the ticket (``explanation``) so a dispatcher can see why. An
 intake that cannot be placed goes to manual dispatch (人工派单), never to the floor; a
@@ -62,10 +63,8 @@ class IntakeRouter:
     sla: SlaConfig
     create_ticket: Callable[[NewTicket], Awaitable[tuple[Ticket, bool]]]
     kb: KnowledgeBase | None = None
-    set_status: Callable[[str, str], Awaitable[None]] | None = None
     create_tickets: Callable[[list[NewTicket]], Awaitable[list[tuple[Ticket, bool]]]] | None = \
         None
-    set_statuses: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None
     # Earlier orders of these citizens or at these places (phones, emails, app_users,
     # streets, addresses, since): repeats and related orders (TicketStore.earlier_orders).
     earlier_orders: Callable[..., Awaitable[list[EarlierOrder]]] | None = None
@@ -80,9 +79,6 @@ class IntakeRouter:
             self.routed += 1
             if ticket.unit_id is None:
                 self.manual += 1
-        if self.set_status is not None:
-            await self.set_status(intake.acceptance_no,
-                                  "dispatched" if ticket.unit_id else "accepted")
 
     async def handle_many(self, intakes: list[Intake]) -> None:
         """Route a batch: decide each, then create all tickets in one transaction (the ticket
@@ -101,20 +97,11 @@ class IntakeRouter:
             else [([], None)] * len(intakes)
         news = [self._ticket_for(intake, f, mine, scores)
                 for intake, f, (mine, scores) in zip(intakes, found, assessed, strict=True)]
-        results = await self.create_tickets(news)
-        statuses: list[tuple[str, str]] = []
-        for intake, (ticket, created) in zip(intakes, results, strict=True):
+        for ticket, created in await self.create_tickets(news):
             if created:
                 self.routed += 1
                 if ticket.unit_id is None:
                     self.manual += 1
-            statuses.append((intake.acceptance_no,
-                             "dispatched" if ticket.unit_id else "accepted"))
-        if self.set_statuses is not None:
-            await self.set_statuses(statuses)
-        elif self.set_status is not None:
-            for acceptance_no, status in statuses:
-                await self.set_status(acceptance_no, status)
 
     async def decide(self, intake: Intake) -> NewTicket:
         """The ticket this intake becomes (no side effects)."""

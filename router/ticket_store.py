@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from channels.citizen_status import CitizenStatus
 from channels.intake import utc_now
 from hotline.db import (
     TicketEventRow,
@@ -39,6 +40,7 @@ from hotline.db import (
     dialect_insert,
 )
 from router.tickets import (
+    CITIZEN_STATUS,
     ROUTER,
     Actor,
     IllegalTransition,
@@ -297,6 +299,19 @@ class TicketStore:
                 )
             ).one_or_none()
         return None if row is None else _ticket(row)
+
+    async def citizen_status(self, acceptance_no: str) -> CitizenStatus | None:
+        """What the citizen of acceptance number ``acceptance_no`` is told about its order
+        (:data:`router.tickets.CITIZEN_STATUS`), or None while no order was made from it.
+
+        Read at query time, so it cannot fall behind the order; one indexed look-up
+        (``ix_tickets_acceptance_no``, revision 0008)."""
+        query = (select(TicketRow.status).where(TicketRow.acceptance_no == acceptance_no)
+                 # One order per intake and one intake per number; the newest, to be total.
+                 .order_by(TicketRow.id.desc()).limit(1))
+        async with self._engine.connect() as conn:
+            status = (await conn.execute(query)).scalar_one_or_none()
+        return None if status is None else CITIZEN_STATUS[TicketStatus(status)]
 
     async def listing(self, *, unit_id: str | None = None, status: TicketStatus | None = None,
                       limit: int = 100, before: str | None = None,

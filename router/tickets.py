@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from channels.citizen_status import CitizenStatus
 from router.kinds import DemandType, Urgency
 
 Role = Literal["router", "office", "unit"]
@@ -105,6 +106,22 @@ PERMITTED_ROLES: dict[TicketAction, frozenset[Role]] = {
     A.SUPERVISE: frozenset({"office"}),
     A.REOPEN: frozenset({"office"}),
 }
+
+CITIZEN_STATUS: dict[TicketStatus, CitizenStatus] = {
+    # The office's review is its own business: to the citizen the order is still 已受理.
+    S.ACCEPTED: "accepted",
+    S.REVIEWED: "accepted",
+    S.DISPATCHED: "dispatched",
+    S.SIGNED: "signed",
+    S.HANDLING: "handling",
+    S.REPLIED: "replied",
+    S.SURVEYED: "surveyed",
+    S.ARCHIVED: "archived",
+    # No unit holds it until the office dispatches it again; the unit's reasons stay inside.
+    S.RETURNED: "redispatching",
+}
+"""What the citizen's status query answers for an order in each status: the one mapping from
+the order to the citizen's view (:mod:`channels.citizen_status`)."""
 
 OPEN_STATUSES: frozenset[TicketStatus] = frozenset({S.DISPATCHED, S.SIGNED, S.HANDLING})
 """Statuses in which a unit holds the order and a deadline runs."""

@@ -14,6 +14,10 @@ call store persists them; the desk shows screen-pops). Quirks seen in the record
   and a ``Hangup`` with ``Cause: 0`` (a citizen hanging up gives 16), bridged calls get
   ``AgentComplete`` as usual, and only then comes ``Shutdown``: the abandons are re-counted
   as ``pbx_shutdown`` when it arrives.
+* A transfer is recorded from Asterisk's own report (``AttendedTransfer``/``BlindTransfer``
+  with ``Result: Success``, then ``AgentComplete Reason: transfer``), so a transfer a seat makes
+  from its phone's keypad counts as much as one made through the API (measured on the real
+  Asterisk 22.5; the recorded trace 06 ends before the seat completes the transfer).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from datetime import datetime, timedelta
 
 from telephony.events import (
     AgentCalled, AgentComplete, AgentConnect, AgentRingNoAnswer, AmiEvent, CallerAbandoned,
-    CallerJoined, CallerLeft, ChannelHangup, MemberState, PbxShutdown, QueueEntry, VariableSet,
+    CallerJoined, CallerLeft, ChannelBridged, ChannelHangup, MemberState, PbxShutdown,
+    QueueEntry, TransferDone, VariableSet, leg_of, local_extension,
 )
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.seats import SeatBoard
@@ -67,6 +72,7 @@ class _Live:
     interface: str | None = None                       # the seat's queue interface
     abandoned: bool = False
     seat_done: bool = False
+    consulting: str = ""    # the department a consultation (attended transfer) reached
 
 
 class CallTracker:
@@ -114,8 +120,10 @@ class CallTracker:
         waits = [(now - r.joined_at).total_seconds() for r in self.waiting(queue)]
         return max(waits, default=0.0)
 
-    def mark_transfer(self, call_id: str, target: str) -> None:
-        """The service is moving ``call_id`` to department ``target`` (Redirect/Atxfer)."""
+    def mark_transfer(self, call_id: str, target: str | None) -> None:
+        """The service is moving ``call_id`` to department ``target`` with a ``Redirect`` (no
+        transfer event follows a Redirect: trace 05); ``None`` takes the mark back when the
+        Redirect was refused."""
         live = self._live.get(call_id)
         if live is not None:
             live.record.transferred_to = target
@@ -145,6 +153,10 @@ class CallTracker:
                 self._variable(ev)
             case PbxShutdown():
                 self._pbx_shutdown(now)
+            case TransferDone():
+                self._transferred(ev)
+            case ChannelBridged():
+                self._bridged(ev)
             case CallerLeft():
                 pass   # says nothing about the outcome (see module docstring)
             case _:
@@ -220,7 +232,41 @@ class CallTracker:
                 self.unmatched_events += 1
                 log.info("AgentComplete for %s matches no known call", ev.interface)
                 return
+        if ev.reason == "transfer" and live.record.transferred_to is None:
+            # The transfer event was missed (it came while the link was down): the call was
+            # transferred, to a target we cannot name.
+            live.record.transferred_to = ""
+            self._emit(live)
         self._seat_done(live, now)
+
+    def _transferred(self, ev: TransferDone) -> None:
+        if not ev.success:
+            return
+        live = self._live.get(ev.transferee_uniqueid)
+        if live is None and ev.transferer_channel:
+            call_id = self._by_seat_channel.get(ev.transferer_channel)
+            live = self._live.get(call_id) if call_id else None
+        if live is None:
+            self.unmatched_events += 1
+            log.info("%s transfer of %s matches no known call",
+                     "attended" if ev.attended else "blind", ev.transferee_uniqueid)
+            return
+        live.record.transferred_to = ev.target or live.consulting
+        self._emit(live)
+
+    def _bridged(self, ev: ChannelBridged) -> None:
+        """A department's Local leg entering a bridge on an answered call: a consultation
+        (attended transfer, made through the API or from the seat's phone) reached it."""
+        number = local_extension(ev.channel)
+        if not number:
+            return
+        for live in self._live.values():
+            rec = live.record
+            if (rec.linkedid == ev.linkedid and rec.phase is CallPhase.CONNECTED
+                    and leg_of(ev.channel) not in (leg_of(rec.caller_channel),
+                                                   leg_of(rec.seat_channel or ""))):
+                live.consulting = number
+                return
 
     def _hangup(self, ev: ChannelHangup, now: datetime) -> None:
         live = self._live.get(ev.uniqueid)
@@ -454,7 +500,8 @@ class CallTracker:
             rec.outcome = forced
             self._stats.pbx_shutdown(rec.queue, rec.joined_at, answered)
         elif answered:
-            rec.outcome = CallOutcome.TRANSFERRED if rec.transferred_to else CallOutcome.ANSWERED
+            rec.outcome = (CallOutcome.ANSWERED if rec.transferred_to is None
+                           else CallOutcome.TRANSFERRED)
             self._seat_done(live, now)
         elif live.abandoned:
             rec.outcome = CallOutcome.ABANDONED

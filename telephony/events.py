@@ -13,6 +13,7 @@ sessions in ``../shared/ami-traces``.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -224,6 +225,53 @@ class ChannelHold:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelBridged:
+    """``BridgeEnter``: a channel joined a bridge. During an attended transfer the
+    department's Local leg enters the consultation bridge at once, still ringing (``up``
+    False; measured on the real Asterisk 22.5 with a busy department), so only a leg that is
+    up (here or by :class:`ChannelUp` later) has answered."""
+
+    channel: str
+    uniqueid: str
+    linkedid: str
+    bridge_id: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelUp:
+    """``Newstate`` to ``Up`` (6): a channel answered (the department's leg of a
+    consultation: trace 06, 4.614 s). Other state changes are not used."""
+
+    channel: str
+    uniqueid: str
+    linkedid: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDone:
+    """``AttendedTransfer`` / ``BlindTransfer``: Asterisk's own report of a transfer, whoever
+    started it (the service's ``Atxfer`` or a seat phone's feature code ``*2``/``#1``).
+
+    ``transferee_uniqueid`` is the caller's channel (the queue call's Uniqueid),
+    ``transferer_channel`` the seat's leg, ``target`` the extension the call went to (the
+    department number), ``success`` whether Asterisk completed it (``Result: Success``).
+    Measured on the real Asterisk 22.5: an ``Atxfer`` completed by the seat hanging up sends
+    ``AttendedTransfer`` with ``TransferTargetExten: 8002`` and then ``AgentComplete`` with
+    ``Reason: transfer``; but in about half the runs the ``TransferTarget*`` fields are
+    missing altogether (``target`` is then empty and the tracker names the department from
+    the consultation it saw, see :class:`ChannelBridged`).
+    """
+
+    attended: bool
+    success: bool
+    result: str
+    transferee_uniqueid: str
+    transferer_channel: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class VariableSet:
     """``VarSet`` of a variable the service watches (``ASR_UUID``)."""
 
@@ -259,8 +307,8 @@ class SurveyResult:
 AmiEvent: TypeAlias = (
     FullyBooted | CallerJoined | CallerLeft | CallerAbandoned | AgentCalled
     | AgentRingNoAnswer | AgentConnect | AgentComplete | MemberState | QueueEntry
-    | ChannelListed | ChannelHangup | ChannelHold | VariableSet | OriginateResult
-    | SurveyResult | PbxShutdown
+    | ChannelListed | ChannelHangup | ChannelHold | ChannelBridged | ChannelUp | TransferDone
+    | VariableSet | OriginateResult | SurveyResult | PbxShutdown
 )
 
 # Variables whose VarSet matters; every other VarSet (a third of all traffic) is dropped early.
@@ -395,6 +443,59 @@ def _hold(on_hold: bool) -> Callable[[Mapping[str, str]], ChannelHold]:
     return build
 
 
+def _bridged(m: Mapping[str, str]) -> ChannelBridged:
+    e = "BridgeEnter"
+    return ChannelBridged(_req(m, e, "Channel"), _req(m, e, "Uniqueid"), m.get("Linkedid") or "",
+                          m.get("BridgeUniqueid") or "", m.get("ChannelState") == _UP)
+
+
+_UP: Final = "6"   # AST_STATE_UP
+
+
+def _newstate(m: Mapping[str, str]) -> ChannelUp | None:
+    if m.get("ChannelState") != _UP:
+        return None
+    e = "Newstate"
+    return ChannelUp(_req(m, e, "Channel"), _req(m, e, "Uniqueid"), m.get("Linkedid") or "")
+
+
+_LOCAL_EXTEN = re.compile(r"^Local/([^@/;]+)@")
+
+
+def leg_of(channel: str) -> str:
+    """A channel name without a Local channel's ``;1``/``;2`` half: both halves of the
+    caller's or the seat's Local channel are that one leg of the call."""
+    return channel.rsplit(";", 1)[0]
+
+
+def local_extension(channel: str) -> str:
+    """``Local/8002@departments-00000002;1`` → ``8002``; ``""`` for other channels."""
+    found = _LOCAL_EXTEN.match(channel)
+    return found.group(1) if found else ""
+
+
+def _transfer_target(m: Mapping[str, str], exten_key: str, channel_key: str) -> str:
+    """The department number a transfer went to: the target's dialplan extension, else the
+    extension of a ``Local/<exten>@<context>`` target channel."""
+    exten = m.get(exten_key) or ""
+    if exten and exten not in ("s", "<unknown>"):
+        return exten
+    return local_extension(m.get(channel_key) or "")
+
+
+def _attended(m: Mapping[str, str]) -> TransferDone:
+    result = m.get("Result") or ""
+    return TransferDone(True, result == "Success", result, m.get("TransfereeUniqueid") or "",
+                        m.get("OrigTransfererChannel") or "",
+                        _transfer_target(m, "TransferTargetExten", "TransferTargetChannel"))
+
+
+def _blind(m: Mapping[str, str]) -> TransferDone:
+    result = m.get("Result") or ""
+    return TransferDone(False, result == "Success", result, m.get("TransfereeUniqueid") or "",
+                        m.get("TransfererChannel") or "", m.get("Extension") or "")
+
+
 def _varset(m: Mapping[str, str]) -> VariableSet | None:
     variable = m.get("Variable") or ""
     if variable not in WATCHED_VARIABLES:
@@ -437,6 +538,10 @@ _BUILDERS: Final[dict[str, _Builder]] = {
     "Hangup": _hangup,
     "Hold": _hold(True),
     "Unhold": _hold(False),
+    "BridgeEnter": _bridged,
+    "Newstate": _newstate,
+    "AttendedTransfer": _attended,
+    "BlindTransfer": _blind,
     "VarSet": _varset,
     "OriginateResponse": _originate,
     "UserEvent": _user_event,

@@ -6,10 +6,11 @@ fake or the real link over a socket alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from telephony.actions import AmiAction
+from telephony.events import AmiEvent
 
 
 class AmiReply(Protocol):
@@ -24,3 +25,10 @@ class AmiReply(Protocol):
 
 class ActionSender(Protocol):
     async def send(self, action: AmiAction, timeout: float | None = None) -> AmiReply: ...
+
+
+class EventSource(Protocol):
+    """Typed AMI events as they arrive (the dispatcher): an action that must wait for
+    Asterisk's outcome, not only for its response, watches them."""
+
+    def subscribe(self, listener: Callable[[AmiEvent], None]) -> Callable[[], None]: ...

@@ -210,6 +210,8 @@ def _apply(row: QueueLogRow, open_calls: dict[str, QueueLogCall], ended: list[Qu
         call.ended_at, call.outcome = row.at, _END_OUTCOMES[row.event]
         if row.event == "BLINDTRANSFER" and row.data:
             call.transferred_to = row.data[0]
+        elif row.event == "ATTENDEDTRANSFER":
+            call.transferred_to = ""      # transferred; the row does not name the target
         ended.append(open_calls.pop(row.callid))
 
 
@@ -263,7 +265,8 @@ def settled(before: CallRecord, found: CallRecord) -> CallRecord | None:
     return replace(before, phase=CallPhase.ENDED, outcome=found.outcome, ended_at=ended_at,
                    answered_at=answered_at,
                    seat=before.seat or found.seat,
-                   transferred_to=before.transferred_to or found.transferred_to,
+                   transferred_to=(found.transferred_to if before.transferred_to is None
+                                   else before.transferred_to),
                    no_answer_seats=list(before.no_answer_seats))
 
 

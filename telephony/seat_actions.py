@@ -9,21 +9,27 @@ Each sequence is the one the real Asterisk 22.5 executed in the recorded session
   needs ``atxfer`` in features.conf and Queue option ``t``);
 * three-way call (三方通话): a dual ``Redirect`` of caller and seat into ``threeway,room-N``
   (ConfBridge N), then ``Originate`` of the department straight into ``ConfBridge(N)``
-  (trace 07);
+  (trace 07). The room is named after the call's Linkedid, so two calls can never share a
+  conference: not across requests, service instances or restarts (a counter per request put
+  every three-way call of the floor in room 1, two citizens in one conference);
 * hang up: ``Hangup`` of the seat's leg.
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 
 from telephony import actions
 from telephony.calls import CallTracker
-from telephony.errors import TelephonyError
+from telephony.errors import AmiActionFailed, TelephonyError
+from telephony.events import (
+    AmiEvent, ChannelBridged, ChannelHangup, ChannelHold, ChannelUp, TransferDone, leg_of,
+)
 from telephony.model import CallRecord, SeatSnapshot
-from telephony.ports import ActionSender
+from telephony.ports import ActionSender, EventSource
 from telephony.seats import SeatBoard
 
 log = logging.getLogger(__name__)
@@ -40,21 +46,21 @@ class SeatActionError(TelephonyError):
 class SeatActions:
     """Agent-facing actions on seats and their calls."""
 
-    def __init__(self, link: ActionSender, tracker: CallTracker, board: SeatBoard, *,
-                 pause_reasons: frozenset[str], departments: Mapping[str, str],
-                 hotline_number: str = "12345", transfer_context: str = "departments",
-                 threeway_context: str = "threeway",
-                 room_numbers: Callable[[], int] | None = None) -> None:
+    def __init__(self, link: ActionSender, tracker: CallTracker, board: SeatBoard,
+                 events: EventSource, *, pause_reasons: frozenset[str],
+                 departments: Mapping[str, str], hotline_number: str = "12345",
+                 transfer_context: str = "departments", threeway_context: str = "threeway",
+                 transfer_timeout: float = 25.0) -> None:
         self._link = link
         self._tracker = tracker
         self._board = board
+        self._events = events
         self._reasons = pause_reasons
         self._departments = departments
         self._hotline = hotline_number
         self._transfer_context = transfer_context
         self._threeway_context = threeway_context
-        counter = itertools.count(1)
-        self._next_room = room_numbers or (lambda: next(counter))
+        self._transfer_timeout = transfer_timeout
 
     def _seat(self, seat_id: str) -> SeatSnapshot:
         seat = self._board.by_seat_id(seat_id)
@@ -91,34 +97,81 @@ class SeatActions:
         """转接: send the caller to the department; the seat is freed at once (trace 05)."""
         number = self._department(department)
         call = self._call(self._seat(seat_id))
+        # Marked first: the seat's leg hangs up the instant the Redirect lands (trace 05),
+        # and no transfer event follows a Redirect.
         self._tracker.mark_transfer(call.call_id, number)
-        await self._link.send(actions.redirect(call.caller_channel, self._transfer_context,
-                                               number))
+        try:
+            await self._link.send(actions.redirect(call.caller_channel, self._transfer_context,
+                                                   number))
+        except AmiActionFailed:
+            self._tracker.mark_transfer(call.call_id, None)
+            raise
         return call
 
     async def attended_transfer(self, seat_id: str, department: str) -> CallRecord:
-        """咨询转接: the seat consults the department first, caller on hold (trace 06)."""
-        number = self._department(department)
-        call = self._call(self._seat(seat_id))
-        assert call.seat_channel is not None
-        await self._link.send(actions.atxfer(call.seat_channel, number, self._transfer_context))
-        return call
+        """咨询转接: the seat consults the department first, caller on hold (trace 06).
 
-    async def three_way(self, seat_id: str, department: str) -> int:
-        """三方通话: caller, seat and department in one ConfBridge room (trace 07).
-
-        Returns the room number.
+        Returns once the department has answered the consultation; the transfer completes
+        when the seat hangs up, and the tracker records it from Asterisk's
+        ``AttendedTransfer``. ``Atxfer``'s own response only says the request was queued: if
+        Asterisk then gives up (the department does not answer, the number does not exist,
+        the ``pbx-transfer`` prompt is missing), the seat comes off hold again (``Unhold``)
+        with no transfer; that is reported as ``transfer_failed``.
         """
         number = self._department(department)
         call = self._call(self._seat(seat_id))
         assert call.seat_channel is not None
-        room = self._next_room()
+        own_legs = {leg_of(call.caller_channel), leg_of(call.seat_channel)}
+        outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def watch(ev: AmiEvent) -> None:
+            if outcome.done():
+                return
+            match ev:
+                case ChannelBridged(up=True) | ChannelUp() if (
+                        ev.linkedid == call.linkedid and leg_of(ev.channel) not in own_legs):
+                    outcome.set_result("consulting")
+                case ChannelHold(on_hold=False) if ev.channel == call.seat_channel:
+                    outcome.set_result("aborted")
+                case TransferDone(attended=True) if ev.transferer_channel == call.seat_channel:
+                    outcome.set_result("completed" if ev.success else "aborted")
+                case ChannelHangup() if ev.channel in (call.caller_channel, call.seat_channel):
+                    outcome.set_result("ended")
+
+        unsubscribe = self._events.subscribe(watch)
+        try:
+            await self._link.send(actions.atxfer(call.seat_channel, number,
+                                                 self._transfer_context))
+            result = await asyncio.wait_for(outcome, self._transfer_timeout)
+        except TimeoutError:
+            raise SeatActionError("transfer_timeout",
+                                  f"部门 {number} 在 {self._transfer_timeout:g} 秒内未接通，"
+                                  "请查看话机状态") from None
+        finally:
+            unsubscribe()
+        if result == "aborted":
+            raise SeatActionError("transfer_failed",
+                                  f"转接部门 {number} 未成功（未接听或被取消），通话已回到坐席")
+        if result == "ended":
+            raise SeatActionError("call_ended", "通话已结束，转接未完成")
+        return call
+
+    async def three_way(self, seat_id: str, department: str) -> str:
+        """三方通话: caller, seat and department in one ConfBridge room (trace 07).
+
+        Returns the room, named after the call's Linkedid (unique per call in one Asterisk:
+        its epoch and sequence number).
+        """
+        number = self._department(department)
+        call = self._call(self._seat(seat_id))
+        assert call.seat_channel is not None
+        room = room_of(call)
         exten = f"room-{room}"
         await self._link.send(actions.redirect(
             call.caller_channel, self._threeway_context, exten,
             extra_channel=call.seat_channel))
         await self._link.send(actions.originate_application(
-            f"Local/{number}@{self._transfer_context}", "ConfBridge", str(room),
+            f"Local/{number}@{self._transfer_context}", "ConfBridge", room,
             caller_id_name=self._hotline, caller_id_number=self._hotline))
         return room
 
@@ -128,3 +181,9 @@ class SeatActions:
         assert call.seat_channel is not None
         await self._link.send(actions.hangup(call.seat_channel))
         return call
+
+
+def room_of(call: CallRecord) -> str:
+    """The ConfBridge room of ``call``'s three-way call: its Linkedid in the characters a
+    dialplan extension allows (``1796686943.0`` → ``1796686943-0``)."""
+    return re.sub(r"[^A-Za-z0-9]", "-", call.linkedid)

@@ -31,6 +31,9 @@ ALLOWED: Final[dict[SeatState, frozenset[SeatState]]] = {
 }
 
 _EXTENSION = re.compile(r"^[A-Za-z0-9]+/(\d+)")
+# Asterisk and the service time wrap-up on their own clocks from the same AgentComplete; a ring
+# this close to the end of the board's wrap-up is the two clocks, not a different wrapuptime.
+_WRAPUP_SKEW: Final = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class SeatBoard:
         self._listeners: list[SeatListener] = []
         self.unexpected_transitions = 0
         self.unknown_members = 0
+        self.wrapup_overruled = 0
 
     def add_specs(self, seats: Iterable[SeatSpec], now: datetime) -> None:
         """Seats added to the config on reload (existing ones keep their state)."""
@@ -115,6 +119,18 @@ class SeatBoard:
 
     def ringing(self, interface: str, call_id: str, now: datetime) -> None:
         seat = self._seat(interface, "", now)
+        if seat.wrapup_until is not None and seat.wrapup_until - now > _WRAPUP_SKEW:
+            # Asterisk decides when a seat is rung again (its queue's wrapuptime); the board's
+            # wrap-up (queues.yaml wrapup_seconds, which `hotline asterisk render` writes into
+            # queues.conf) only shows it. A ring inside it means the two disagree: follow
+            # Asterisk, and say so once.
+            if not self.wrapup_overruled:
+                log.warning("seat %s rung %.0f s before its wrap-up ended: Asterisk's queue "
+                            "wrapuptime is shorter than wrapup_seconds in queues.yaml; Asterisk's "
+                            "wins (re-render queues.conf)", seat.spec.seat_id,
+                            (seat.wrapup_until - now).total_seconds())
+            self.wrapup_overruled += 1
+            seat.wrapup_until = None
         seat.ringing_call = call_id
         self._refresh(seat, now)
 

@@ -1,10 +1,11 @@
 """Shared fixtures. Real components where this machine has them: Redis on 127.0.0.1:6379,
-PostgreSQL on 127.0.0.1:5432 (trust auth, database ``test``), a real Asterisk 22.5 in
-``tests/asterisk/`` (the bundle in ``../shared/asterisk``); elsewhere the PBX simulator and the
-recorded traces in ``../shared/ami-traces`` stand in for it."""
+PostgreSQL on 127.0.0.1:5432 (trust auth, database ``test``), and a real Asterisk 22.5 from
+``../shared/asterisk`` for the tier in ``tests/asterisk/``; the PBX simulator and the recorded
+traces in ``../shared/ami-traces`` are there for speed, load and faults."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Iterator
@@ -34,9 +35,19 @@ SHARED = _shared_dir()
 TRACES = SHARED / "ami-traces"
 
 
+@functools.cache
 def load_trace(name: str) -> list[RecordedLine]:
-    """Load ``../shared/ami-traces/<name>.jsonl`` (``name`` without the suffix)."""
+    """Load ``../shared/ami-traces/<name>.jsonl`` (``name`` without the suffix); read once per
+    session (see :func:`_traces_read_before_any_loop`)."""
     return read_trace(TRACES / f"{name}.jsonl")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _traces_read_before_any_loop() -> None:
+    """Read every trace before the first test: async tests replay them on the loop, and a
+    file read there is a blocking call (a test run alone failed under blockbuster)."""
+    for name in trace_names():
+        load_trace(name)
 
 
 def trace_names() -> list[str]:

@@ -46,7 +46,7 @@ HARNESS_USER = "harness"
 # The project's hand-written files, copied as they are (see _write_project_files for the
 # three explicit edits a test run needs). The generated ones are rendered fresh.
 HAND_WRITTEN = ("extensions.conf", "extensions-asr.conf", "manager.conf", "features.conf",
-                "confbridge.conf")
+                "confbridge.conf", "indications.conf")
 GENERATED = ("pjsip.conf", "queues.conf", "extensions_queues.conf")
 
 # Test-only dialplan, included at the end of the project's extensions.conf. Behaviour is set
@@ -96,10 +96,13 @@ exten => talk,1,Answer()
 
 ; departments that answer (the project's [departments] dials these instead of PJSIP phones)
 [test-departments]
-exten => _8XXX,1,Answer()
+exten => _8XXX,1,GotoIf($["${DEPT_TALK_${EXTEN}}" = "busy"]?busy)
+ same => n,Answer()
  same => n,Set(TALK=${IF($["${DEPT_TALK_${EXTEN}}" = ""]?${DEPT_TALK}:${DEPT_TALK_${EXTEN}})})
  same => n,Wait(${IF($["${TALK}" = ""]?4:${TALK})})
  same => n,Hangup()
+ ; DEPT_TALK_<num> = busy: the department's line is busy (never answers)
+ same => n(busy),Hangup(17)
 """
 
 LOGGER_CONF = """\

@@ -1,13 +1,16 @@
-"""An in-memory :class:`channels.gateway.IntakeGateway` for adapter unit tests.
+"""An in-memory :class:`channels.gateway.IntakeGateway` for adapter unit tests, and an
+in-memory :class:`channels.citizen_status.OrderStatusLookup`.
 
 Adapter tests use it to see exactly what an adapter submitted; the durable gateway itself is
 tested against real Redis in ``test_durable.py``. ``fail`` makes every submit raise
-:class:`IntakeUnavailable` (Redis and spool both down)."""
+:class:`IntakeUnavailable` (Redis and spool both down). The real order look-up (the ticket
+store) is tested on the real databases in ``tests/router`` and ``tests/e2e``."""
 
 from __future__ import annotations
 
 import uuid
 
+from channels.citizen_status import CitizenStatus, OrderStatusUnavailable
 from channels.errors import IntakeUnavailable
 from channels.gateway import Accepted, IntakeStatus
 from channels.intake import Channel, Intake, IntakeDraft
@@ -44,3 +47,20 @@ class MemoryGateway:
     async def lookup(self, channel: Channel, external_id: str) -> str | None:
         known = self.by_key.get(f"{channel}:{external_id}")
         return None if known is None else known.acceptance_no
+
+
+class MemoryOrders:
+    """Work orders' citizen statuses by acceptance number; ``asked`` records every look-up,
+    ``down`` makes them raise :class:`OrderStatusUnavailable` (the ticket store not
+    answering)."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, CitizenStatus] = {}
+        self.asked: list[str] = []
+        self.down = False
+
+    async def __call__(self, acceptance_no: str) -> CitizenStatus | None:
+        self.asked.append(acceptance_no)
+        if self.down:
+            raise OrderStatusUnavailable("test: ticket store down")
+        return self.statuses.get(acceptance_no)

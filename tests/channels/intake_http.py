@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from channels.citizen_status import OrderStatusLookup
 from channels.durable import NO_METADATA_LOOKUP
 from channels.gateway import IntakeGateway
 from channels.http_deps import IntakeHttpDeps
@@ -90,7 +91,7 @@ def api_deps(clock: Callable[[], datetime]) -> ApiDeps:
 
     return ApiDeps(
         board=board, tracker=tracker, stats=stats, link=link,
-        seat_actions=lambda: SeatActions(link, tracker, board,
+        seat_actions=lambda: SeatActions(link, tracker, board, dispatcher,
                                          pause_reasons=frozenset({"午休"}),
                                          departments={"8001": "水务集团"}),
         registry=registry, queues=lambda: ("12345",), admin_token=lambda: ADMIN,
@@ -146,13 +147,16 @@ def build_full_app(deps: IntakeHttpDeps) -> web.Application:
 @asynccontextmanager
 async def running(gateway: IntakeGateway, config: ChannelsConfig, *,
                   nonces: NonceStore | None = None,
-                  clock: ManualClock | None = None) -> AsyncIterator[Harness]:
-    """Start the full application on a free port with a test client."""
+                  clock: ManualClock | None = None,
+                  order_status: OrderStatusLookup | None = None) -> AsyncIterator[Harness]:
+    """Start the full application on a free port with a test client (``order_status``: the
+    work orders' statuses, none by default)."""
     clock = clock or ManualClock()
     nonces = nonces or MemoryNonceStore(clock=clock.monotonic)
     harness_ref: list[Harness] = []
     deps = IntakeHttpDeps(gateway=gateway, config=lambda: harness_ref[0].config,
-                          nonces=nonces, clock=clock.wall, monotonic=clock.monotonic)
+                          nonces=nonces, clock=clock.wall, monotonic=clock.monotonic,
+                          order_status=order_status)
     app = build_full_app(deps)
     async with TestClient(TestServer(app)) as client:
         harness = Harness(client, config, clock, gateway, nonces)

@@ -16,7 +16,7 @@ from channels.durable import NO_METADATA_LOOKUP
 from channels.nonces import MemoryNonceStore, NonceStoreFull, RedisNonceStore
 from config.channels import AppClient, AppConfig
 from tests.channels.conftest import free_port
-from tests.channels.fakes import MemoryGateway
+from tests.channels.fakes import MemoryGateway, MemoryOrders
 from tests.channels.intake_http import (
     APP_ID,
     APP_KEY,
@@ -202,6 +202,28 @@ async def test_status_only_for_the_same_app_user(h: Harness) -> None:
                              b"", timestamp=int(h.clock.wall().timestamp()))
     async with h.client.get(f"{INTAKES}/{no}?app_user_id=u-1001", headers=headers) as resp:
         assert resp.status == 401
+
+
+async def test_app_status_is_the_work_orders_once_there_is_one(tmp_path: Path) -> None:
+    orders = MemoryOrders()
+    cfg = channels_config(str(tmp_path / "att"), rate_limit_per_minute=0)
+    async with running(MemoryGateway(), cfg, order_status=orders) as h:
+        _, accepted = await h.signed("POST", INTAKES, body())
+        no = accepted["acceptance_no"]
+        mine = f"{INTAKES}/{no}?app_user_id=u-1001"
+        status, answer = await h.signed("GET", mine)
+        assert (status, answer["status"], answer["status_text"]) == (200, "accepted", "已受理")
+        orders.statuses[no] = "replied"
+        status, answer = await h.signed("GET", mine)
+        assert (status, answer["status"], answer["status_text"]) == (200, "replied", "已答复")
+        assert set(answer) == {"acceptance_no", "status", "status_text", "channel",
+                               "received_at", "thread_of"}
+        asked = len(orders.asked)
+        status, _ = await h.signed("GET", f"{INTAKES}/{no}?app_user_id=u-2002")
+        assert status == 404 and len(orders.asked) == asked   # another user never reaches it
+        orders.down = True
+        status, answer = await h.signed("GET", mine)
+        assert (status, answer["error"]) == (503, "status_unavailable")
 
 
 async def test_web_intakes_are_not_visible_to_apps(h: Harness) -> None:

@@ -16,9 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from channels.citizen_status import CitizenStatus
 from channels.errors import StreamUnavailable
 from channels.web_form import CONTACT_REQUIRED
-from tests.channels.fakes import MemoryGateway
+from tests.channels.fakes import MemoryGateway, MemoryOrders
 from tests.channels.intake_http import Harness, channels_config, running
 
 WEB = "/api/intake/web"
@@ -426,6 +427,42 @@ async def test_status_of_an_email_only_intake_cannot_be_had_by_phone(h: Harness)
     status, _ = await h.post_json(STATUS, {"acceptance_no": accepted["acceptance_no"],
                                            "phone": "0"})
     assert status == 404
+
+
+async def test_status_is_the_work_orders_once_there_is_one(tmp_path: Path) -> None:
+    """Before the router made the order: 已受理 from the intake store; after: whatever the
+    order says, read at query time. Only the owner's query reaches the ticket store."""
+    orders = MemoryOrders()
+    cfg = channels_config(str(tmp_path / "att"), rate_limit_per_minute=0)
+    async with running(MemoryGateway(), cfg, order_status=orders) as h:
+        _, accepted = await h.post_json(WEB, GOOD)
+        no = accepted["acceptance_no"]
+        query = {"acceptance_no": no, "phone": GOOD["phone"]}
+        status, body = await h.post_json(STATUS, query)
+        assert (status, body["status"], body["status_text"]) == (200, "accepted", "已受理")
+        steps: list[tuple[CitizenStatus, str]] = [
+            ("signed", "承办单位已签收"), ("redispatching", "重新派单中"), ("archived", "已办结")]
+        for order, text in steps:
+            orders.statuses[no] = order
+            status, body = await h.post_json(STATUS, query)
+            assert (status, body["status"], body["status_text"]) == (200, order, text)
+            assert set(body) == {"acceptance_no", "status", "status_text", "channel",
+                                 "received_at"}
+        asked = len(orders.asked)
+        status, _ = await h.post_json(STATUS, {"acceptance_no": no, "phone": "13900139000"})
+        assert status == 404 and len(orders.asked) == asked       # a probe never reaches it
+
+
+async def test_ticket_store_down_is_503_never_a_stale_status(tmp_path: Path) -> None:
+    orders = MemoryOrders()
+    cfg = channels_config(str(tmp_path / "att"), rate_limit_per_minute=0)
+    async with running(MemoryGateway(), cfg, order_status=orders) as h:
+        _, accepted = await h.post_json(WEB, GOOD)
+        orders.down = True
+        status, body = await h.post_json(STATUS, {"acceptance_no": accepted["acceptance_no"],
+                                                  "phone": GOOD["phone"]})
+        assert (status, body["error"]) == (503, "status_unavailable") and body["message"]
+        await still_accepts(h)
 
 
 @pytest.mark.parametrize(("body", "fields"), [

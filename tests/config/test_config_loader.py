@@ -210,6 +210,26 @@ def test_seat_interface_override_and_templates(write_config) -> None:
     assert queues.interface_for(b) == "PJSIP/2002"
     assert queues.state_interface_for(b) == "PJSIP/phone2002"
     assert queues.memberships() == {("q", "PJSIP/desk-a", 0), ("q", "PJSIP/2002", 3)}
+    # A seat with its own interface is its own device: not the template's "PJSIP/phone2001"
+    # (with the template's device Asterisk saw the seat idle while it rang).
+    assert queues.state_interface_for(a) == "PJSIP/desk-a"
+
+
+def test_own_local_interface_is_its_own_device_unless_told_otherwise(
+        write_config: WriteConfig) -> None:
+    directory = write_config(queues=(
+        'interface_template: "Local/{extension}@seats/n"\n'
+        'state_interface_template: "Local/{extension}@seats"\n'
+        'queues:\n  - name: q\n    description: 测试\n    seats:\n'
+        '      - {extension: "2001", name: A, interface: "Local/2001@desk-phones/n"}\n'
+        '      - {extension: "2002", name: B, interface: "Local/2002@desk-phones/n",\n'
+        '         state_interface: "PJSIP/2002"}\n'
+        '      - {extension: "2003", name: C}\n'))
+    queues = load_config(directory, {}).queues
+    a, b, c = queues.all_seats()
+    assert queues.state_interface_for(a) == "Local/2001@desk-phones"
+    assert queues.state_interface_for(b) == "PJSIP/2002"
+    assert queues.state_interface_for(c) == "Local/2003@seats"
 
 
 def test_issue_without_key_path_formats_without_it() -> None:

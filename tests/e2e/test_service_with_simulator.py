@@ -152,7 +152,8 @@ async def test_desk_blind_transfer_and_three_way_through_http(service_factory) -
                                                   if r.answered_at), None), what="answer 2")
             status, body = await svc.post(f"/api/seats/{call.seat}/three-way",
                                           {"department": "8003"})
-            assert status == 200 and isinstance(body["result"], int), body
+            # The room is the call's Linkedid, so no other call can be in it.
+            assert status == 200 and body["result"] == call.linkedid.replace(".", "-"), body
             status, body = await svc.post(f"/api/seats/{call.seat}/three-way",
                                           {"department": "9999"})
             assert (status, body["error"]) == (422, "unknown_department")

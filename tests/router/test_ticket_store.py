@@ -101,7 +101,7 @@ def _tables(conn: Connection) -> set[str]:
 async def test_migration_up_and_down(engine_factory: EngineFactory) -> None:
     engine = await engine_factory(migrated=False)
     await migrate(engine)
-    assert await schema_revision(engine) == await head_revision() == "0005"
+    assert await schema_revision(engine) == await head_revision() == "0008"
     async with engine.connect() as conn:
         assert TICKET_TABLES <= await conn.run_sync(_tables)
 
@@ -120,7 +120,7 @@ async def test_migration_up_and_down(engine_factory: EngineFactory) -> None:
     await downgrade(engine)
     assert await schema_revision(engine) is None
     await migrate(engine)  # nothing left behind that blocks the way up
-    assert await schema_revision(engine) == "0005"
+    assert await schema_revision(engine) == "0008"
 
 
 async def test_migration_0003_copies_places_of_earlier_tickets(
@@ -335,6 +335,48 @@ async def test_the_whole_lifecycle_leaves_an_audit_trail(engine_factory: EngineF
     ]
     assert events[3].note == "sign note"
     assert [e.at for e in events] == sorted(e.at for e in events)
+
+
+async def test_the_citizen_reads_each_step_off_the_order(engine_factory: EngineFactory) -> None:
+    """``citizen_status`` is the order's status through ``CITIZEN_STATUS``, at every step (a
+    return and re-dispatch, an unsatisfied callback and its re-handling included)."""
+    store = TicketStore(await engine_factory())
+    assert await store.citizen_status("2026112300000001") is None       # no order yet
+    ticket, _ = await store.create(new_ticket())
+    other, _ = await store.create(new_ticket(acceptance_no="2026112300000002"))
+    assert await store.citizen_status("2026112300000001") == "accepted"
+    steps = [
+        (A.REVIEW, OFFICE, {}, "accepted"),
+        (A.DISPATCH, OFFICE, {}, "dispatched"),
+        (A.SIGN, UNIT, {}, "signed"),
+        (A.RETURN, UNIT, {}, "redispatching"),
+        (A.DISPATCH, OFFICE, {"unit_id": OTHER_UNIT.name}, "dispatched"),
+        (A.SIGN, OTHER_UNIT, {}, "signed"),
+        (A.HANDLE, OTHER_UNIT, {}, "handling"),
+        (A.REPLY, OTHER_UNIT, {}, "replied"),
+        (A.SURVEY, OFFICE, {"survey_satisfied": False}, "surveyed"),
+        (A.REOPEN, OFFICE, {}, "handling"),
+        (A.REPLY, OTHER_UNIT, {}, "replied"),
+        (A.SURVEY, OFFICE, {"survey_satisfied": True}, "surveyed"),
+        (A.ARCHIVE, OFFICE, {}, "archived"),
+    ]
+    for action, actor, data, seen in steps:
+        await store.transition(ticket.number, action, actor, **data)  # type: ignore[arg-type]
+        assert await store.citizen_status("2026112300000001") == seen, action
+    # Another citizen's order is untouched by all that.
+    assert (await store.get(other.number)).status is S.ACCEPTED
+    assert await store.citizen_status("2026112300000002") == "accepted"
+
+
+async def test_the_citizen_status_look_up_is_indexed(engine_factory: EngineFactory) -> None:
+    """The status query reads tickets by acceptance number: an index, not a table scan."""
+    engine = await engine_factory()
+
+    def indexed(conn: Connection) -> list[list[str | None]]:
+        return [i["column_names"] for i in inspect(conn).get_indexes("tickets")]
+
+    async with engine.connect() as conn:
+        assert ["acceptance_no"] in await conn.run_sync(indexed)
 
 
 async def _unchanged(store: TicketStore, engine: AsyncEngine, before: Ticket, events: int) -> None:

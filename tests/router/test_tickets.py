@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, date, datetime
+from typing import get_args
 
 import pytest
 
+from channels.answers import STATUS_TEXT
+from channels.citizen_status import CitizenStatus
 from router.tickets import (
+    CITIZEN_STATUS,
     PERMITTED_ROLES,
     TRANSITIONS,
     Actor,
@@ -48,6 +52,11 @@ EXPECTED = {
 }
 
 FORBIDDEN = sorted(set(itertools.product(S, A)) - set(EXPECTED))
+
+# What the citizen is told in each order status, written out again by hand.
+CITIZEN = {S.ACCEPTED: "accepted", S.REVIEWED: "accepted", S.DISPATCHED: "dispatched",
+           S.SIGNED: "signed", S.HANDLING: "handling", S.REPLIED: "replied",
+           S.SURVEYED: "surveyed", S.ARCHIVED: "archived", S.RETURNED: "redispatching"}
 
 
 def test_the_table_is_the_one_the_rules_give() -> None:
@@ -144,3 +153,11 @@ def test_sequences_outside_six_digits_are_refused(sequence: int) -> None:
     with pytest.raises(TicketNumbersExhausted):
         format_number("GD", "20261123", sequence)
     assert format_number("GD", "20261123", 999_999) == "GD20261123999999"
+
+
+def test_every_order_status_has_one_citizen_status_with_a_text() -> None:
+    """The one mapping from the order to the citizen's view covers every status (a new
+    status fails here until the citizen's view of it is decided), onto statuses the channels
+    have a text for."""
+    assert CITIZEN_STATUS == CITIZEN
+    assert set(CITIZEN_STATUS.values()) == set(get_args(CitizenStatus)) == set(STATUS_TEXT)

@@ -138,7 +138,8 @@ def test_transfers_timeouts_and_the_window(tmp_path: Path) -> None:
     assert "1796686990.0" not in calls            # entered before the window
     assert (calls["1796687010.0"].outcome, calls["1796687010.0"].transferred_to) == (
         CallOutcome.TRANSFERRED, "8001")
-    assert calls["1796687010.5"].outcome is CallOutcome.TRANSFERRED
+    assert (calls["1796687010.5"].outcome, calls["1796687010.5"].transferred_to) == (
+        CallOutcome.TRANSFERRED, "")
     assert calls["1796687012.0"].outcome is CallOutcome.TIMEOUT
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from telephony import actions
-from telephony.errors import UnsafeActionValue
+from telephony.errors import AmiActionFailed, UnsafeActionValue
 from telephony.seat_actions import SeatActionError, SeatActions
 from telephony.seats import SeatSpec
 from tests.conftest import load_trace
-from tests.telephony.fakes import RecordingSender
+from tests.telephony.fakes import RecordingSender, Reply
 from tests.telephony.tracker_harness import Harness, make_harness
 
 LONG_SEAT = [SeatSpec("1001", "坐席1001", "Local/1001@seats-long/n")]
@@ -22,9 +24,24 @@ def sent_by_service(name: str, action: str) -> list[str]:
             if ln.dir == "sent" and ln.text.startswith(f"Action: {action}\r\n")]
 
 
-def seat_actions(h: Harness, sender: RecordingSender) -> SeatActions:
-    return SeatActions(sender, h.tracker, h.board, pause_reasons=REASONS,
-                       departments=DEPARTMENTS, room_numbers=lambda: 42)
+def seat_actions(h: Harness, sender: RecordingSender, transfer_timeout: float = 5.0
+                 ) -> SeatActions:
+    return SeatActions(sender, h.tracker, h.board, h.dispatcher, pause_reasons=REASONS,
+                       departments=DEPARTMENTS, transfer_timeout=transfer_timeout)
+
+
+class ReplayAfterSend(RecordingSender):
+    """Sends like the recording fake, then lets the rest of a trace happen (Asterisk's
+    events after the action), as the real link delivers them while the action waits."""
+
+    def __init__(self, h: Harness, trace: str, since: float, first_id: int) -> None:
+        super().__init__(first_id=first_id)
+        self._then = lambda: h.replay(trace, since=since)
+
+    async def send(self, action: actions.AmiAction, timeout: float | None = None) -> Reply:
+        reply = await super().send(action, timeout)
+        asyncio.get_running_loop().call_soon(self._then)
+        return reply
 
 
 async def test_blind_transfer_matches_trace_05() -> None:
@@ -35,24 +52,81 @@ async def test_blind_transfer_matches_trace_05() -> None:
     assert h.tracker.get(call.call_id).transferred_to == "8001"  # type: ignore[union-attr]
 
 
-async def test_attended_transfer_matches_trace_06() -> None:
+async def test_attended_transfer_matches_trace_06_and_returns_when_the_department_answers(
+        ) -> None:
     h = make_harness(seats=LONG_SEAT).replay("06-attended-transfer", until=4.0)
-    sender = RecordingSender(first_id=3)
-    await seat_actions(h, sender).attended_transfer("1001", "8002")
+    sender = ReplayAfterSend(h, "06-attended-transfer", since=4.0, first_id=3)
+    call = await seat_actions(h, sender).attended_transfer("1001", "8002")
     assert sender.wire == sent_by_service("06-attended-transfer", "Atxfer")
+    # The department answered (its BridgeEnter at 4.614 s) before it hung up and the seat
+    # came off hold (Unhold at 9.117 s): a consultation, not a failure.
+    assert call.linkedid == "1795399456.0"
 
 
-async def test_three_way_matches_trace_07() -> None:
+async def test_attended_transfer_that_asterisk_aborts_is_reported() -> None:
+    # What the real Asterisk 22.5 does when the transfer cannot be made (no department, no
+    # pbx-transfer prompt, no answer): Hold, then Unhold, no AttendedTransfer.
+    h = make_harness(seats=LONG_SEAT).replay("06-attended-transfer", until=4.0)
+    seat_leg = "Local/1001@seats-long-00000001;1"
+
+    class Aborting(RecordingSender):
+        async def send(self, action: actions.AmiAction, timeout: float | None = None) -> Reply:
+            reply = await super().send(action, timeout)
+            for event in ("Hold", "Unhold"):
+                h.feed_text(f"Event: {event}\r\nChannel: {seat_leg}\r\n"
+                            "Uniqueid: 1795399456.2\r\nLinkedid: 1795399456.0\r\n", 4.5)
+            return reply
+
+    with pytest.raises(SeatActionError) as err:
+        await seat_actions(h, Aborting(first_id=3)).attended_transfer("1001", "8002")
+    assert err.value.code == "transfer_failed"
+
+
+async def test_attended_transfer_that_never_reaches_the_department_times_out() -> None:
+    h = make_harness(seats=LONG_SEAT).replay("06-attended-transfer", until=4.0)
+    with pytest.raises(SeatActionError) as err:
+        await seat_actions(h, RecordingSender(first_id=3), transfer_timeout=0.05
+                           ).attended_transfer("1001", "8002")
+    assert err.value.code == "transfer_timeout"
+
+
+async def test_three_way_matches_trace_07_in_a_room_of_its_own() -> None:
     h = make_harness(seats=LONG_SEAT).replay("07-three-way", until=4.0)
     sender = RecordingSender(first_id=3)
     room = await seat_actions(h, sender).three_way("1001", "8003")
-    assert room == 42
+    # The trace's call has Linkedid 1795399362.0; the recording used room 42.
+    assert room == "1795399362-0"
     redirect, originate = sender.wire
-    assert [redirect] == sent_by_service("07-three-way", "Redirect")
+    [recorded_redirect] = sent_by_service("07-three-way", "Redirect")
+    assert redirect == recorded_redirect.replace("room-42", f"room-{room}")
     # The recording passed DEPT_TALK=5 to the simulated department's dialplan; a real
-    # department needs no variable, so that one line is the only difference.
+    # department needs no variable, so that line and the room are the only differences.
     recorded = sent_by_service("07-three-way", "Originate")[-1]
-    assert originate == recorded.replace("Variable: DEPT_TALK=5\r\n", "")
+    assert originate == recorded.replace("Variable: DEPT_TALK=5\r\n", "").replace(
+        "Data: 42", f"Data: {room}")
+
+
+async def test_two_three_way_calls_never_share_a_room() -> None:
+    # A new SeatActions per request (as the HTTP layer builds them) used to restart a
+    # counter at 1: every three-way call of the floor went into ConfBridge 1.
+    rooms = set()
+    for trace in ("07-three-way", "05-blind-transfer"):
+        h = make_harness(seats=LONG_SEAT).replay(trace, until=4.0)
+        rooms.add(await seat_actions(h, RecordingSender()).three_way("1001", "8003"))
+    assert len(rooms) == 2
+
+
+async def test_a_refused_redirect_takes_the_transfer_mark_back() -> None:
+    h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
+
+    class Refusing(RecordingSender):
+        async def send(self, action: actions.AmiAction, timeout: float | None = None) -> Reply:
+            raise AmiActionFailed("Redirect", "Channel not found")
+
+    with pytest.raises(AmiActionFailed):
+        await seat_actions(h, Refusing()).blind_transfer("1001", "8001")
+    [call] = h.tracker.active()
+    assert call.transferred_to is None
 
 
 async def test_pause_matches_trace_02_and_unpause_trace_03() -> None:

@@ -110,3 +110,26 @@ def test_malformed_and_unknown_events_are_skipped_and_the_rest_still_counts() ->
     h.replay("01-answered")
     assert h.records["1795398663.0"].outcome is not None
     assert Message.from_line("garbage without colon") is None
+
+
+def test_asterisk_ringing_a_seat_inside_the_boards_wrap_up_wins_and_is_counted() -> None:
+    # queues.yaml says 10 s of wrap-up; this Asterisk's queue has a shorter wrapuptime and
+    # rings the seat after 3 s. Asterisk decides who is rung: the board follows it.
+    seat = "Local/1001@seats/n"
+    board = SeatBoard([SeatSpec("1001", "坐席1001", seat)], wrapup_seconds=10, now=T0)
+    board.apply_member(member(False, MemberChange.ADDED), T0)
+    board.ringing(seat, "c1", T0)
+    board.connected(seat, "c1", T0)
+    board.call_ended(seat, "c1", T0)
+    board.ringing(seat, "c2", T0 + timedelta(seconds=3))
+    assert board.by_seat_id("1001").state is SeatState.RINGING   # type: ignore[union-attr]
+    assert board.wrapup_overruled == 1
+    board.ring_ended(seat, "c2", T0 + timedelta(seconds=4))
+    # Wrap-up is over (Asterisk said so), not resumed until 10 s.
+    assert board.by_seat_id("1001").state is SeatState.AVAILABLE  # type: ignore[union-attr]
+    # A ring at the very end of the wrap-up is clock skew, not a disagreement.
+    board.ringing(seat, "c3", T0 + timedelta(seconds=5))
+    board.connected(seat, "c3", T0 + timedelta(seconds=5))
+    board.call_ended(seat, "c3", T0 + timedelta(seconds=6))
+    board.ringing(seat, "c4", T0 + timedelta(seconds=15.5))
+    assert board.wrapup_overruled == 1

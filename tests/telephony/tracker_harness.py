@@ -17,6 +17,8 @@ from telephony.stats import QueueStats
 from tests.conftest import load_trace
 
 T0 = datetime(2026, 11, 23, 1, 51, 2, tzinfo=UTC)
+# Loaded at import: the first ZoneInfo() reads the tz database, a blocking call on the loop.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEATS = [
     SeatSpec("1001", "坐席1001", "Local/1001@seats/n"),
     SeatSpec("1002", "坐席1002", "Local/1002@seats/n"),
@@ -43,10 +45,13 @@ class Harness:
         if msg is not None and "Event" in msg:
             self.dispatcher(msg)
 
-    def replay(self, name: str, until: float | None = None) -> Harness:
+    def replay(self, name: str, until: float | None = None, since: float | None = None
+               ) -> Harness:
         for line in load_trace(name):
             if until is not None and line.t > until:
                 break
+            if since is not None and line.t <= since:
+                continue
             if line.dir == "received":
                 self.feed_text(line.text, line.t)
         return self
@@ -55,7 +60,7 @@ class Harness:
 def make_harness(wrapup_seconds: float = 2.0, seats: list[SeatSpec] | None = None) -> Harness:
     board = SeatBoard(seats or SEATS, wrapup_seconds=wrapup_seconds, now=T0)
     stats = QueueStats(service_level_seconds=15, interval_minutes=15,
-                       timezone=ZoneInfo("Asia/Shanghai"))
+                       timezone=SHANGHAI)
     tracker = CallTracker(board, stats, seat_ids=seat_id)
     h = Harness(board, stats, tracker, EventDispatcher(tracker, clock=lambda: h.now))
     tracker.subscribe(lambda rec: h.records.__setitem__(rec.call_id, rec))

@@ -152,7 +152,9 @@ def _conf_perm(which: str) -> set[str]:
 def test_manager_user_hotline_has_exactly_the_projects_privileges(asterisk: Asterisk) -> None:
     out = asterisk.cli("manager show user hotline")
     assert re.search(r"^\s*secret: <Set>$", out, re.MULTILINE)
-    assert _perm(out, "read") == _conf_perm("read") == {"call", "agent", "user", "dialplan"}
+    # "system" is read only: the Shutdown event (a PBX stop is not citizens abandoning).
+    assert _perm(out, "read") == _conf_perm("read") == {"call", "agent", "user", "dialplan",
+                                                        "system"}
     assert _perm(out, "write") == _conf_perm("write") == {"call", "agent", "originate",
                                                           "reporting"}
     assert "deny - 0.0.0.0/0.0.0.0" in out and "allow - 127.0.0.1/255.255.255.255" in out

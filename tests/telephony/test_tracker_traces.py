@@ -8,7 +8,7 @@ import pytest
 
 from telephony.model import CallOutcome, CallPhase, SeatState
 from telephony.seats import SeatSpec
-from tests.conftest import load_trace, trace_names
+from tests.conftest import trace_names
 from tests.telephony.tracker_harness import T0, make_harness
 
 

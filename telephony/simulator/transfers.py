@@ -74,7 +74,7 @@ class Transfers:
         to ``context,exten,1``, the seat's leg hangs up.
 
         Measured on the real Asterisk 22.5 (queue ``12345`` with option ``t``, Local seat and
-        caller, three runs); the response "Transfer succeeded" comes before every event, then:
+        caller, six runs); the response "Transfer succeeded" comes before every event, then:
 
         1. ``Unhold`` of the seat's leg;
         2. ``VarSet BLINDTRANSFER`` on the seat's leg (= caller) and on the caller (= seat);
@@ -94,8 +94,9 @@ class Transfers:
             at once, as Asterisk did for a context that does not exist.
 
         Steps 5–9 interleave differently from run to run (threads race; in one run both
-        ``BridgeLeave`` came before ``BlindTransfer``); this is the order of two of the
-        three. queue_log: ``BLINDTRANSFER|<exten>|<context>|<hold>|<talk>|<pos>``.
+        ``BridgeLeave`` came before ``BlindTransfer``); this is the order of one run, and in
+        all six the seat's leg hung up after ``BlindTransfer``. queue_log:
+        ``BLINDTRANSFER|<exten>|<context>|<hold>|<talk>|<pos>``.
         """
         e = self.e
         caller = next(m for m in bridge.members if m is not seat)

@@ -69,7 +69,8 @@ class AmiAction:
     """One AMI action: name, ordered header fields, and whether it may be re-sent.
 
     ``idempotent`` is False for actions whose repetition changes the world (``Originate``
-    dials, ``Redirect`` moves a call, ``Atxfer`` starts a consultation, ``Hangup``...). After
+    dials, ``Redirect`` and ``BlindTransfer`` move a call, ``Atxfer`` starts a consultation,
+    ``Hangup``...). After
     a reconnect such an action is never replayed (see :class:`telephony.errors.AmiActionLost`).
     ``list_complete`` names the event that closes an event-list response (``QueueStatus`` →
     ``QueueStatusComplete``); ``None`` for single-response actions.
@@ -253,7 +254,8 @@ def originate_application(channel: str, application: str, data: str, *,
 def redirect(channel: str, context: str, exten: str, priority: int = 1, *,
              extra_channel: str | None = None, extra_context: str | None = None,
              extra_exten: str | None = None, extra_priority: int | None = None) -> AmiAction:
-    """``Redirect`` (blind transfer); with ``extra_*`` a dual redirect (trace 07)."""
+    """``Redirect`` of a channel to ``context,exten,priority``; with ``extra_*`` a dual redirect
+    (trace 07: caller and seat into a three-way room)."""
     fields = [
         ("Channel", check_value("Channel", channel, "channel")),
         ("Context", check_value("Context", context, "context")),
@@ -269,6 +271,20 @@ def redirect(channel: str, context: str, exten: str, priority: int = 1, *,
                 "ExtraPriority", str(int(extra_priority or priority)), "priority")),
         ]
     return AmiAction("Redirect", tuple(fields), idempotent=False)
+
+
+def blind_transfer(channel: str, exten: str, context: str) -> AmiAction:
+    """``BlindTransfer`` of the seat's leg: Asterisk sends the party bridged with it (the
+    caller) to ``exten@context`` and hangs the seat's leg up, and app_queue logs
+    ``BLINDTRANSFER`` with the seat's own talk time (a ``Redirect`` of the caller is logged as
+    ``COMPLETECALLER`` with the department's talk counted as the seat's; both measured on
+    Asterisk 22.5). ``context`` is always sent: without it Asterisk uses the seat leg's own
+    context."""
+    return AmiAction("BlindTransfer", (
+        ("Channel", check_value("Channel", channel, "channel")),
+        ("Exten", check_value("Exten", exten, "exten")),
+        ("Context", check_value("Context", context, "context")),
+    ), idempotent=False)
 
 
 def atxfer(channel: str, exten: str, context: str) -> AmiAction:

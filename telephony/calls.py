@@ -7,8 +7,10 @@ call store persists them; the desk shows screen-pops). Quirks seen in the record
 * ``QueueCallerLeave`` comes *before* ``AgentConnect`` (trace 01), so leaving the queue says
   nothing about the outcome; the outcome is settled by ``AgentConnect``,
   ``QueueCallerAbandon`` or the caller channel's ``Hangup``.
-* After a blind transfer the caller's channel hangs up *before* ``AgentComplete``, which then
-  carries no ``Uniqueid`` (trace 05): the late ``AgentComplete`` is matched by member.
+* After a ``Redirect`` of the caller out of the queue bridge (trace 05) the caller's channel
+  hangs up *before* ``AgentComplete``, which then carries no ``Uniqueid``: the late
+  ``AgentComplete`` is matched by member. Asterisk reports no transfer for a Redirect, and
+  neither does the tracker (the desk's blind transfer is a ``BlindTransfer``, reported).
 * ``VarSet ASR_UUID`` comes before the caller joins the queue (trace 11).
 * ``core stop now`` (Asterisk 22.5, measured): each waiting caller gets ``QueueCallerAbandon``
   and a ``Hangup`` with ``Cause: 0`` (a citizen hanging up gives 16), bridged calls get
@@ -119,15 +121,6 @@ class CallTracker:
     def longest_wait(self, queue: str, now: datetime) -> float:
         waits = [(now - r.joined_at).total_seconds() for r in self.waiting(queue)]
         return max(waits, default=0.0)
-
-    def mark_transfer(self, call_id: str, target: str | None) -> None:
-        """The service is moving ``call_id`` to department ``target`` with a ``Redirect`` (no
-        transfer event follows a Redirect: trace 05); ``None`` takes the mark back when the
-        Redirect was refused."""
-        live = self._live.get(call_id)
-        if live is not None:
-            live.record.transferred_to = target
-            self._emit(live)
 
     # -- events ---------------------------------------------------------------------------
     def handle(self, ev: AmiEvent, now: datetime) -> None:

@@ -23,7 +23,7 @@ class CallOutcome(str, enum.Enum):
     was down and we could not see how."""
 
     ANSWERED = "answered"         # a seat took it and it completed
-    TRANSFERRED = "transferred"   # a seat took it and moved it to a department (Redirect)
+    TRANSFERRED = "transferred"   # a seat took it and moved it to a department
     ABANDONED = "abandoned"       # the caller hung up while waiting (放弃)
     TIMEOUT = "timeout"           # left the queue unanswered (queue timeout / leavewhenempty)
     UNKNOWN_END = "unknown_end"   # gone after a link loss, end not observed
@@ -73,6 +73,9 @@ class CallRecord:
 
     @property
     def talk_seconds(self) -> float | None:
+        """Seconds from answer to the caller's end: the citizen's call, a transferred call's
+        time with the department included (as the caller channel's CDR). The seat's own talk,
+        which ends at the transfer, is what the queue statistics count."""
         if self.answered_at is None or self.ended_at is None:
             return None
         return (self.ended_at - self.answered_at).total_seconds()

@@ -3,8 +3,12 @@
 Each sequence is the one the real Asterisk 22.5 executed in the recorded sessions:
 
 * pause/unpause with a reason: ``QueuePause`` per queue (trace 02, 03);
-* blind transfer to a department: ``Redirect`` of the caller's channel to
-  ``departments,<number>,1`` (trace 05);
+* blind transfer to a department: ``BlindTransfer`` of the seat's leg to
+  ``<number>@departments``, so that Asterisk itself reports the transfer (``BlindTransfer``
+  event, ``AgentComplete Reason: transfer``, queue_log ``BLINDTRANSFER``). Trace 05 recorded a
+  ``Redirect`` of the caller instead, which Asterisk 22.5 logs as no transfer at all
+  (``COMPLETECALLER`` when the citizen leaves the department, the department's talk counted
+  as the seat's);
 * attended transfer: ``Atxfer`` on the seat's leg to ``<number>@departments`` (trace 06;
   needs ``atxfer`` in features.conf and Queue option ``t``);
 * three-way call (三方通话): a dual ``Redirect`` of caller and seat into ``threeway,room-N``
@@ -33,6 +37,16 @@ from telephony.ports import ActionSender, EventSource
 from telephony.seats import SeatBoard
 
 log = logging.getLogger(__name__)
+
+# manager.c's answers to BlindTransfer: the channel is gone (the call ended meanwhile); the
+# seat's leg is in no bridge or alone in it (ast_bridge_transfer_blind's INVALID), or the
+# caller could not be moved (its FAIL). Both came on the real Asterisk 22.5 for transfers sent
+# while the queue was still bridging the call; each result is also published as the
+# BlindTransfer event.
+_NO_CHANNEL = "Channel specified does not exist"
+_NOT_YET_BRIDGED = frozenset({"Transfer invalid", "Transfer failed"})
+# The seat and the caller are in the queue bridge a few milliseconds after AgentConnect.
+REFUSED_RETRY_DELAY = 0.25
 
 
 class SeatActionError(TelephonyError):
@@ -94,18 +108,74 @@ class SeatActions:
             await self._link.send(actions.queue_pause(queue, seat.interface, False))
 
     async def blind_transfer(self, seat_id: str, department: str) -> CallRecord:
-        """转接: send the caller to the department; the seat is freed at once (trace 05)."""
+        """转接: send the caller to the department; the seat is freed at once.
+
+        Asterisk carries out ``BlindTransfer`` before it answers the action ("Transfer
+        succeeded", or an error); its ``BlindTransfer`` event follows with the same result.
+        Returns once that event says ``Success`` (by then the tracker has the call's
+        ``transferred_to``); another result, the caller still with the seat, is
+        ``transfer_failed``; no event within the transfer timeout is ``transfer_timeout``; a
+        seat's leg that no longer exists is ``call_ended``.
+
+        ``AgentConnect`` comes a few milliseconds before the seat and the caller are in the
+        queue bridge, and a ``BlindTransfer`` in between is refused: "Transfer invalid" (the
+        seat's leg not bridged yet) or "Transfer failed" (the caller cannot be moved yet);
+        measured on the real Asterisk 22.5 in about 1 of 5 transfers sent the instant the
+        service saw the answer, and in none sent later. A refused action did nothing, so it
+        is sent once more after :data:`REFUSED_RETRY_DELAY`; a second refusal stands.
+        """
         number = self._department(department)
         call = self._call(self._seat(seat_id))
-        # Marked first: the seat's leg hangs up the instant the Redirect lands (trace 05),
-        # and no transfer event follows a Redirect.
-        self._tracker.mark_transfer(call.call_id, number)
+        seat_leg = call.seat_channel
+        assert seat_leg is not None
+        reports: list[TransferDone] = []     # Asterisk's BlindTransfer events for this leg
+        reported = asyncio.Event()
+
+        def watch(ev: AmiEvent) -> None:
+            match ev:
+                case TransferDone(attended=False) if ev.transferer_channel == seat_leg:
+                    reports.append(ev)
+                    reported.set()
+
+        async def outcome(attempts: int) -> TransferDone:
+            # A refused attempt has its own (failed) event: the outcome is a success, or
+            # else the last attempt's report.
+            while not any(r.success for r in reports) and len(reports) < attempts:
+                reported.clear()
+                await reported.wait()
+            return next((r for r in reports if r.success), reports[-1])
+
+        action = actions.blind_transfer(seat_leg, number, self._transfer_context)
+        unsubscribe = self._events.subscribe(watch)
         try:
-            await self._link.send(actions.redirect(call.caller_channel, self._transfer_context,
-                                                   number))
-        except AmiActionFailed:
-            self._tracker.mark_transfer(call.call_id, None)
-            raise
+            attempts = 1
+            try:
+                await self._link.send(action)
+            except AmiActionFailed as exc:
+                if exc.message not in _NOT_YET_BRIDGED:
+                    raise
+                log.info("BlindTransfer of %s refused (%s), sent again: the call was still "
+                         "being bridged", call.call_id, exc.message)
+                await asyncio.sleep(REFUSED_RETRY_DELAY)
+                attempts = 2
+                await self._link.send(action)
+            done = await asyncio.wait_for(outcome(attempts), self._transfer_timeout)
+        except AmiActionFailed as exc:
+            log.warning("BlindTransfer of %s to %s refused: %s", call.call_id, number,
+                        exc.message)
+            if exc.message == _NO_CHANNEL:
+                raise SeatActionError("call_ended", "通话已结束，转接未完成") from None
+            raise SeatActionError("transfer_failed",
+                                  f"交换机未能转接部门 {number}，通话仍在坐席") from None
+        except TimeoutError:
+            raise SeatActionError("transfer_timeout",
+                                  f"交换机已受理转接部门 {number}，但 "
+                                  f"{self._transfer_timeout:g} 秒内未确认，请查看话机状态") from None
+        finally:
+            unsubscribe()
+        if not done.success:
+            raise SeatActionError("transfer_failed",
+                                  f"转接部门 {number} 未成功（{done.result or '未知'}），通话仍在坐席")
         return call
 
     async def attended_transfer(self, seat_id: str, department: str) -> CallRecord:

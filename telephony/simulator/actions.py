@@ -261,6 +261,23 @@ class ActionHandler:
         self.pbx.send(sess, _resp(True, aid, "Redirect successful"))
         self.pbx.transfers.redirect(ch, get(f, "Context"), get(f, "Exten"))
 
+    def _a_blindtransfer(self, sess: Session, f: Fields, aid: str | None) -> None:
+        """Messages and order as the real Asterisk 22.5 (manager.c): the response first."""
+        ch = self.e.find(get(f, "Channel"))
+        if ch is None:
+            self.pbx.send(sess, _resp(False, aid, "Channel specified does not exist"))
+            return
+        # Without Context Asterisk uses the transferer's own (measured).
+        context, exten = get(f, "Context") or ch.context, get(f, "Exten")
+        transfers = self.pbx.transfers
+        bridge = transfers.transferable(ch)
+        if bridge is None:
+            self.pbx.send(sess, _resp(False, aid, "Transfer invalid"))
+            transfers.blind_transfer_invalid(ch, context, exten)
+            return
+        self.pbx.send(sess, _resp(True, aid, "Transfer succeeded"))
+        transfers.blind_transfer(ch, bridge, context, exten)
+
     def _a_atxfer(self, sess: Session, f: Fields, aid: str | None) -> None:
         ch = self.e.find(get(f, "Channel"))
         if ch is None:

@@ -1,5 +1,6 @@
 """The running service against a real Asterisk 22.5: membership from config, pause with a
-reason, traffic compared call by call with Asterisk's own queue_log, blind transfer.
+reason, traffic compared call by call with Asterisk's own queue_log, blind transfer (the AMI
+``BlindTransfer`` of the seat's leg, which Asterisk logs as ``BLINDTRANSFER``).
 
 Each test starts the service fresh (empty SQLite, own Redis prefix) on a reset Asterisk (no
 channels, no queue members): what Asterisk holds afterwards is the service's doing.
@@ -278,16 +279,11 @@ async def test_blind_transfer_to_a_department(asterisk: Asterisk, pbx: HarnessAm
         assert (logged[call_id].caller, logged[call_id].agent) == ("13900139000", f"seat-{seat}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product: the desk's blind transfer is an AMI Redirect of the caller out of the queue "
-    "bridge (telephony/seat_actions.py, as trace 05 was recorded). Asterisk 22.5 then logs no "
-    "transfer at all: its queue_log says COMPLETECALLER when the caller later hangs up at the "
-    "department, with the department's talk time counted as the seat's (AgentComplete Reason "
-    "caller). The AMI BlindTransfer action on the seat's channel (Context departments) gives "
-    "BLINDTRANSFER|8001|departments|hold|talk and AgentComplete Reason transfer (measured on "
-    "this bundle)."))
 async def test_blind_transfer_is_in_asterisks_queue_log(asterisk: Asterisk, pbx: HarnessAmi,
                                                         service: ServiceFactory) -> None:
+    """The desk's blind transfer is one Asterisk itself logs as a transfer. It used to be a
+    Redirect of the caller, which Asterisk 22.5 logs as COMPLETECALLER when the citizen
+    leaves the department, the department's talk counted as the seat's."""
     for seat in SEATS:
         await asterisk.aset_global(f"SEAT_TALK_{seat}", "30")
     await asterisk.aset_global("DEPT_TALK_8001", "3")
@@ -299,10 +295,62 @@ async def test_blind_transfer_is_in_asterisks_queue_log(asterisk: Asterisk, pbx:
         assert [r.event for r in rows] == ["ENTERQUEUE", "CONNECT", "BLINDTRANSFER"]
         transfer = rows[-1]
         assert (transfer.agent, transfer.data[:2]) == (f"seat-{seat}", ("8001", "departments"))
+        seat_talk = float(transfer.data[3])
+        # The agent's talk ends at the transfer, as in Asterisk's BLINDTRANSFER row: that is
+        # what the centre's agent figures (平均通话) are made of, and the service's queue
+        # statistics count the seat's talk up to its leg's release.
+        status, body = await svc.get("/api/stats")
+        assert status == 200, body
+        [today] = [q["today"] for q in body["queues"] if q["queue"] == "12345"]
+        assert today["answered"] == 1 and today["avg_talk_seconds"] is not None
+        assert abs(today["avg_talk_seconds"] - seat_talk) <= TOLERANCE, (today, seat_talk)
+        # The call record is the citizen's call: answered until the citizen hung up, here at
+        # the department 3 s after the transfer (like the caller channel's CDR billsec); its
+        # seat, outcome and target say who handled it and where it went. The seat's share is
+        # not a field of its own: no report reads it from the record (the statistics above
+        # hold it), so the record keeps its meaning and no column is added.
         stored = await svc.hot.store.get(call_id)
         assert stored is not None and stored.talk_seconds is not None
-        # The seat's talk ends at the transfer, not when the department hangs up 3 s later.
-        assert abs(float(transfer.data[3]) - stored.talk_seconds) <= TOLERANCE
+        assert (stored.outcome, stored.transferred_to, stored.seat) == (
+            CallOutcome.TRANSFERRED, "8001", seat)
+        assert stored.talk_seconds >= seat_talk + 3 - TOLERANCE, (stored.talk_seconds, seat_talk)
+
+
+async def test_blind_transfer_the_instant_a_call_is_answered(asterisk: Asterisk,
+                                                             pbx: HarnessAmi,
+                                                             service: ServiceFactory) -> None:
+    """Asterisk sends AgentConnect a few milliseconds before the seat and the caller are in
+    the queue bridge, and refuses a BlindTransfer in between ("Transfer invalid" or "Transfer
+    failed": about 1 in 5 sent the instant the service sees the answer; without the service
+    sending it again this test failed in 3 runs of 3). Each of these transfers is sent then;
+    each must be done, and logged by Asterisk as one."""
+    for seat in SEATS:
+        await asterisk.aset_global(f"SEAT_TALK_{seat}", "30")
+    await asterisk.aset_global("DEPT_TALK_8001", "1")
+    async with service() as svc:
+        mark = await asterisk.aqueue_log_mark()
+        transfers: dict[str, asyncio.Task[CallRecord]] = {}
+
+        def transfer_on_answer(record: CallRecord) -> None:
+            if (record.phase is CallPhase.CONNECTED and record.seat
+                    and record.call_id not in transfers):
+                transfers[record.call_id] = asyncio.create_task(
+                    svc.hot.seat_actions().blind_transfer(record.seat, "8001"))
+
+        unsubscribe = svc.hot.tracker.subscribe(transfer_on_answer)
+        try:
+            for n in range(8):
+                call_id = await pbx.originate_caller(f"1390013{n:04d}", talk=60)
+                task = await eventually(lambda: transfers.get(call_id), what="answered")
+                assert (await task).call_id == call_id
+        finally:
+            unsubscribe()
+        await eventually(lambda: all_ended(svc, set(transfers)), timeout=20, what="calls ended")
+        logged = {r.callid: r.event for r in await asterisk.aqueue_log(mark)
+                  if r.event in ("BLINDTRANSFER", "COMPLETEAGENT", "COMPLETECALLER")}
+        assert logged == {call_id: "BLINDTRANSFER" for call_id in transfers}
+        for record in await svc.records():
+            assert (record.outcome, record.transferred_to) == (CallOutcome.TRANSFERRED, "8001")
 
 
 def test_the_comparison_sees_every_kind_of_difference() -> None:

@@ -1,4 +1,5 @@
-"""Agent actions produce exactly the AMI the real Asterisk executed in traces 02, 05, 06, 07."""
+"""Agent actions produce exactly the AMI the real Asterisk executed in traces 02, 06, 07 (and
+the BlindTransfer measured on the real Asterisk 22.5), and wait for Asterisk's outcome."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from telephony import actions
 from telephony.errors import AmiActionFailed, UnsafeActionValue
+from telephony.model import CallOutcome
 from telephony.seat_actions import SeatActionError, SeatActions
 from telephony.seats import SeatSpec
 from tests.conftest import load_trace
@@ -44,12 +46,135 @@ class ReplayAfterSend(RecordingSender):
         return reply
 
 
-async def test_blind_transfer_matches_trace_05() -> None:
+# Trace 05's call (answered at 1.007 s by seat 1001 on its seats-long leg) transferred with
+# the BlindTransfer action: what the real Asterisk 22.5 answered and sent, measured in
+# tests/asterisk (response first, then Unhold of the seat's leg, BlindTransfer, AgentComplete
+# Reason transfer with the caller's Uniqueid, the seat's leg hanging up), with trace 05's
+# channel names.
+CALLER_05 = "Local/talk@citizen-00000000;1"
+SEAT_LEG_05 = "Local/1001@seats-long-00000001;1"
+BLIND_TRANSFER_05 = (
+    "Action: BlindTransfer\r\nChannel: Local/1001@seats-long-00000001;1\r\nExten: 8001\r\n"
+    "Context: departments\r\nActionID: a-3\r\n\r\n")
+
+
+def _event(name: str, **fields: str) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in {"Event": name, **fields}.items())
+
+
+def blind_transfer_events(result: str = "Success") -> list[str]:
+    if result != "Success":   # Asterisk's event for a transfer it could not make has no
+        return [_event("BlindTransfer", Result=result, TransfererChannel=SEAT_LEG_05,
+                       TransfererUniqueid="1795399329.2", IsExternal="Yes",
+                       Context="departments", Extension="8001")]   # transferee, no bridge
+    return [
+        _event("Unhold", Channel=SEAT_LEG_05, Uniqueid="1795399329.2", Linkedid="1795399329.0"),
+        _event("BlindTransfer", Result="Success", TransfererChannel=SEAT_LEG_05,
+               TransfererUniqueid="1795399329.2", TransfereeChannel=CALLER_05,
+               TransfereeUniqueid="1795399329.0", TransfereeLinkedid="1795399329.0",
+               BridgeUniqueid="5f909fc8-b1c3-49d3-981e-d9f22f65a2ef", IsExternal="Yes",
+               Context="departments", Extension="8001"),
+        _event("AgentComplete", Channel=CALLER_05, Uniqueid="1795399329.0",
+               Linkedid="1795399329.0", DestChannel=SEAT_LEG_05, Queue="12345",
+               Interface="Local/1001@seats-long/n", MemberName="seat-1001", HoldTime="0",
+               TalkTime="3", Reason="transfer"),
+        _event("Hangup", Channel=SEAT_LEG_05, Uniqueid="1795399329.2", Linkedid="1795399329.0",
+               Cause="16"),
+    ]
+
+
+class AnswersWith(RecordingSender):
+    """Records each action, then Asterisk's events for it arrive (after the response, as on
+    the real link); with a refusal Asterisk answers ``Response: Error``. One
+    ``(events, refusal)`` per action sent."""
+
+    def __init__(self, h: Harness, *answers: tuple[list[str], str]) -> None:
+        super().__init__(first_id=3)
+        self._h, self._answers = h, list(answers)
+
+    async def send(self, action: actions.AmiAction, timeout: float | None = None) -> Reply:
+        reply = await super().send(action, timeout)
+        events, refusal = self._answers.pop(0)
+        for text in events:
+            asyncio.get_running_loop().call_soon(self._h.feed_text, text, 4.111)
+        if refusal:
+            raise AmiActionFailed(action.name, refusal)
+        return reply
+
+
+async def test_blind_transfer_is_a_blindtransfer_of_the_seat_leg_and_waits_for_success(
+        ) -> None:
     h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
-    sender = RecordingSender(first_id=3)
+    sender = AnswersWith(h, (blind_transfer_events(), ""))
     call = await seat_actions(h, sender).blind_transfer("1001", "8001")
-    assert sender.wire == sent_by_service("05-blind-transfer", "Redirect")
-    assert h.tracker.get(call.call_id).transferred_to == "8001"  # type: ignore[union-attr]
+    assert sender.wire == [BLIND_TRANSFER_05]
+    assert call.call_id == "1795399329.0"
+    # Returned after Asterisk's BlindTransfer: the tracker has the transfer (no pre-marking)
+    # and the seat is free.
+    live = h.tracker.get("1795399329.0")
+    assert live is not None and live.transferred_to == "8001"
+    assert h.board.by_seat_id("1001").call_id is None      # type: ignore[union-attr]
+    h.feed_text(_event("Hangup", Channel=CALLER_05, Uniqueid="1795399329.0",
+                       Linkedid="1795399329.0", Cause="16"), 8.112)
+    assert h.records["1795399329.0"].outcome is CallOutcome.TRANSFERRED
+
+
+async def test_blind_transfer_asterisk_refuses_twice_is_transfer_failed() -> None:
+    # The seat's leg not in a bridge: Asterisk answers "Transfer invalid" and sends
+    # BlindTransfer Result: Invalid (measured). Sent once more (the call may still have been
+    # being bridged); refused again, the caller stays with the seat.
+    h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
+    refused = (blind_transfer_events("Invalid"), "Transfer invalid")
+    sender = AnswersWith(h, refused, refused)
+    with pytest.raises(SeatActionError) as err:
+        await seat_actions(h, sender).blind_transfer("1001", "8001")
+    assert err.value.code == "transfer_failed"
+    assert sender.wire == [BLIND_TRANSFER_05, BLIND_TRANSFER_05.replace("a-3", "a-4")]
+    await asyncio.sleep(0)      # the Invalid events arrive: still no transfer recorded
+    [call] = h.tracker.active()
+    assert call.transferred_to is None
+    assert h.board.by_seat_id("1001").call_id == call.call_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("refusal", ["Transfer invalid", "Transfer failed"])
+async def test_blind_transfer_refused_while_the_call_is_being_bridged_is_sent_again(
+        refusal: str) -> None:
+    # Asterisk sends AgentConnect a few ms before the seat and the caller are in the queue
+    # bridge; a BlindTransfer in between is refused with one of these (measured). The refused
+    # action did nothing: it is sent again, and its own BlindTransfer event (not the first
+    # one's failure) is the outcome.
+    h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
+    result = "Invalid" if refusal == "Transfer invalid" else "Fail"
+    sender = AnswersWith(h, (blind_transfer_events(result), refusal),
+                         (blind_transfer_events(), ""))
+    await seat_actions(h, sender).blind_transfer("1001", "8001")
+    assert sender.wire == [BLIND_TRANSFER_05, BLIND_TRANSFER_05.replace("a-3", "a-4")]
+    live = h.tracker.get("1795399329.0")
+    assert live is not None and live.transferred_to == "8001"
+
+
+async def test_blind_transfer_reported_as_failed_is_transfer_failed() -> None:
+    h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
+    with pytest.raises(SeatActionError) as err:
+        await seat_actions(h, AnswersWith(h, (blind_transfer_events("Fail"), ""))
+                           ).blind_transfer("1001", "8001")
+    assert err.value.code == "transfer_failed"
+
+
+async def test_blind_transfer_of_a_leg_already_gone_is_call_ended() -> None:
+    h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
+    sender = AnswersWith(h, ([], "Channel specified does not exist"))
+    with pytest.raises(SeatActionError) as err:
+        await seat_actions(h, sender).blind_transfer("1001", "8001")
+    assert err.value.code == "call_ended"
+
+
+async def test_blind_transfer_asterisk_never_confirms_times_out() -> None:
+    h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
+    with pytest.raises(SeatActionError) as err:
+        await seat_actions(h, RecordingSender(first_id=3), transfer_timeout=0.05
+                           ).blind_transfer("1001", "8001")
+    assert err.value.code == "transfer_timeout"
 
 
 async def test_attended_transfer_matches_trace_06_and_returns_when_the_department_answers(
@@ -116,19 +241,6 @@ async def test_two_three_way_calls_never_share_a_room() -> None:
     assert len(rooms) == 2
 
 
-async def test_a_refused_redirect_takes_the_transfer_mark_back() -> None:
-    h = make_harness(seats=LONG_SEAT).replay("05-blind-transfer", until=4.0)
-
-    class Refusing(RecordingSender):
-        async def send(self, action: actions.AmiAction, timeout: float | None = None) -> Reply:
-            raise AmiActionFailed("Redirect", "Channel not found")
-
-    with pytest.raises(AmiActionFailed):
-        await seat_actions(h, Refusing()).blind_transfer("1001", "8001")
-    [call] = h.tracker.active()
-    assert call.transferred_to is None
-
-
 async def test_pause_matches_trace_02_and_unpause_trace_03() -> None:
     h = make_harness().replay("02-abandoned", until=0.7)     # seat added, not yet paused
     sender = RecordingSender(first_id=2)
@@ -183,6 +295,9 @@ def test_every_user_controlled_field_rejects_line_breaks_and_nul(bad: str) -> No
         lambda v: actions.redirect(good["channel"], good["context"], good["exten"],
                                    extra_channel=v),
         lambda v: actions.atxfer(v, good["exten"], good["context"]),
+        lambda v: actions.blind_transfer(v, good["exten"], good["context"]),
+        lambda v: actions.blind_transfer(good["channel"], v, good["context"]),
+        lambda v: actions.blind_transfer(good["channel"], good["exten"], v),
         lambda v: actions.atxfer(good["channel"], v, good["context"]),
         lambda v: actions.hangup(v),
         lambda v: actions.originate(v, good["context"], good["exten"]),

@@ -8,8 +8,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import tzinfo
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import aiohttp
@@ -27,6 +27,12 @@ from router.kb import Article, KbError, KnowledgeBase, load_articles
 from router.kb_store import KbStore, KbSync
 from router.outbound import RedisDeadLetter, TicketSender
 from router.outbox import OutboxRelay
+from router.provisional import (
+    CalendarWarning,
+    RecountReport,
+    calendar_warning,
+    recount_provisional,
+)
 from router.service import IntakeRouter
 from router.ticket_store import TicketStore
 from router.train import ModelError, load_model
@@ -60,13 +66,33 @@ def _seed_articles(path: str | None) -> list[Article]:
         return []
 
 
-@dataclass(frozen=True)
+@dataclass
 class RouterParts:
     """What :func:`build_router` assembles for the composition root."""
 
     router: IntakeRouter
     tickets: TicketStore
     kb: KbSync
+    timezone: tzinfo
+    recounted: RecountReport = field(default_factory=RecountReport)  # totals since start
+
+    async def apply_sla(self, cfg: HotlineConfig) -> RecountReport:
+        """Take ``sla.yaml`` as (re)loaded: the router counts on its calendar from now on,
+        and the open orders with provisional deadlines are counted again on it (those that
+        move or become final get an audit event)."""
+        if cfg.sla != self.router.sla:
+            self.router.calendar = WorkCalendar(cfg.sla.calendar, self.timezone)
+            self.router.sla = cfg.sla
+        report = await recount_provisional(self.tickets, self.router.calendar, self.router.sla)
+        for name in ("examined", "changed", "confirmed", "failed"):
+            setattr(self.recounted, name,
+                    getattr(self.recounted, name) + getattr(report, name))
+        return report
+
+    def calendar_warning(self, now: datetime) -> CalendarWarning | None:
+        """What the admin is told at ``now`` about years without their arrangement."""
+        router = self.router
+        return calendar_warning(router.calendar, router.sla.calendar.uncovered_years, now)
 
 
 async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: DurableGateway,
@@ -106,7 +132,10 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, gateway: Durable
 
     sync = KbSync(kb_store, apply, refresh_seconds=routing.kb_refresh_seconds)
     await sync.refresh()
-    return RouterParts(router, store, sync)
+    parts = RouterParts(router, store, sync, timezone)
+    # The config just loaded may hold a year that orders were provisionally counted on.
+    await parts.apply_sla(cfg)
+    return parts
 
 
 @asynccontextmanager

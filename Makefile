@@ -25,7 +25,8 @@ demo: install
 
 # Real servers the tests start themselves: dovecot (IMAP, the mayor's mailbox) and wrk (load
 # generator of bench/web_intake.py). Redis and PostgreSQL already run on this kind of machine.
-DEBS := dovecot-imapd wrk espeak-ng sox
+# faketime: tests/test_any_date.py reruns the date-sensitive tests at other dates.
+DEBS := dovecot-imapd wrk espeak-ng sox faketime
 system-packages:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -7,8 +7,10 @@
 
 Every decision is written on the ticket (``explanation``) so a dispatcher can see why. An
 intake that cannot be placed goes to manual dispatch (人工派单), never to the floor; a
-deadline the calendar cannot compute (a year without its holiday arrangement) is left for the
-dispatcher with the reason, and the ticket is still made.
+deadline counted through a year without its official holiday arrangement is provisional
+(marked on the ticket, recounted later: router.provisional), and one the calendar cannot
+compute (``uncovered_years: error``) is left for the dispatcher with the reason, the ticket
+still made.
 """
 
 from __future__ import annotations

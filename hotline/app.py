@@ -143,7 +143,8 @@ class Hotline:
         if self.routing is not None:
             # A year entered in sla.yaml: the provisional deadlines are counted again.
             done = await self.routing.apply_sla(new)
-            recount = {"deadlines_recounted": done.changed + done.confirmed}
+            recount = {"deadlines_recounted": None if done is None
+                       else done.changed + done.confirmed}
         if self.link.state is not LinkState.READY:
             return {"reloaded": True, "applied": False, "reason": "ami_not_ready", **recount}
         members, _ = await fetch_status(self.link)

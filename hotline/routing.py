@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.consumer import IntakeConsumer
@@ -76,14 +77,21 @@ class RouterParts:
     timezone: tzinfo
     recounted: RecountReport = field(default_factory=RecountReport)  # totals since start
 
-    async def apply_sla(self, cfg: HotlineConfig) -> RecountReport:
+    async def apply_sla(self, cfg: HotlineConfig) -> RecountReport | None:
         """Take ``sla.yaml`` as (re)loaded: the router counts on its calendar from now on,
         and the open orders with provisional deadlines are counted again on it (those that
-        move or become final get an audit event)."""
+        move or become final get an audit event). ``None``: the ticket store did not answer
+        (logged); the orders stay as they are until the next reload or start."""
         if cfg.sla != self.router.sla:
             self.router.calendar = WorkCalendar(cfg.sla.calendar, self.timezone)
             self.router.sla = cfg.sla
-        report = await recount_provisional(self.tickets, self.router.calendar, self.router.sla)
+        try:
+            report = await recount_provisional(self.tickets, self.router.calendar,
+                                               self.router.sla)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("临时期限未能重算（工单库不可用），下次重新加载配置时重试 / provisional "
+                      "deadlines not recounted, the ticket store did not answer: %s", exc)
+            return None
         for name in ("examined", "changed", "confirmed", "failed"):
             setattr(self.recounted, name,
                     getattr(self.recounted, name) + getattr(report, name))

@@ -27,7 +27,8 @@ demo: install
 # generator of bench/web_intake.py). Redis and PostgreSQL already run on this kind of machine.
 # asterisk-core-sounds-en-wav: the prompts of the real Asterisk in tests/asterisk/ (the bundle in
 # ../shared/asterisk/ has none; without pbx-transfer Asterisk aborts an attended transfer).
-DEBS := dovecot-imapd wrk espeak-ng sox asterisk-core-sounds-en-wav
+# faketime: tests/test_any_date.py reruns the date-sensitive tests at other dates.
+DEBS := dovecot-imapd wrk espeak-ng sox asterisk-core-sounds-en-wav faketime
 system-packages:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -15,8 +15,10 @@ after 3. The exception is an urgency listed in ``urgency_overrides_type`` (defau
 
 Working days follow the ``chinese_calendar`` package (State Council arrangement, 2004-2026 in
 the installed version) plus the ``calendar`` overlay here, which wins. A year neither covers is
-an error by default (``uncovered_years: error``): a deadline computed on plain weekends would
-be wrong by up to a week around Spring Festival, and nobody would notice.
+computed from the statutory rules by default (``uncovered_years: provisional``, see
+:mod:`router.holidays`), and every deadline counted through it is marked provisional until the
+official arrangement is entered here. Plain weekends (``weekends``) would be wrong by up to a
+week around Spring Festival; ``error`` leaves such deadlines to the dispatcher.
 """
 
 from __future__ import annotations
@@ -116,12 +118,14 @@ class CalendarConfig(_Section):
     ``years``: per year, dates off and adjusted working days. For a year the package covers,
     these entries win over it (a local holiday, a correction). A year the package does not
     cover counts as known once it is listed here: Monday-Friday plus these exceptions.
-    ``uncovered_years``: what to do for a year neither knows: ``error`` (default, a
-    :class:`router.calendar.CalendarNotCovered` naming the year) or ``weekends`` (Monday to
-    Friday only; deadlines may then fall inside a public holiday).
+    ``uncovered_years``: what to do for a year neither knows: ``provisional`` (default: the
+    statutory holidays and their make-up days from the rules, without 调休; deadlines counted
+    through such a year are marked provisional and recomputed once the year is listed here),
+    ``error`` (a :class:`router.calendar.CalendarNotCovered` naming the year) or ``weekends``
+    (Monday to Friday only; deadlines may then fall inside a public holiday).
     """
 
-    uncovered_years: Literal["error", "weekends"] = "error"
+    uncovered_years: Literal["provisional", "error", "weekends"] = "provisional"
     years: dict[Annotated[int, Field(ge=1949, le=2200)], YearCalendar] = {}
 
     @model_validator(mode="after")

@@ -44,7 +44,10 @@ from hotline.http_api import ApiDeps, build_app
 from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
-from hotline.routing import build_router, open_outbox, open_router_consumer, order_status_lookup
+from hotline.calendar_metrics import CalendarCollector
+from hotline.routing import (
+    RouterParts, build_router, open_outbox, open_router_consumer, order_status_lookup,
+)
 from hotline.asr_wiring import AsrService, AsrStatus, AsrStatusCollector, open_asr
 from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
@@ -117,6 +120,7 @@ class Hotline:
     gateway: DurableGateway
     tickets: TicketStore | None = None
     kb: KbSync | None = None
+    routing: RouterParts | None = None
     asr: AsrService | None = None
     transcripts: CallTranscripts | None = None
     clock: Callable[[], datetime] = utc_now
@@ -172,11 +176,17 @@ class Hotline:
         self.config = new
         self.board.add_specs(seat_specs(new), self.clock())
         self.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(new)}
+        recount: dict[str, Any] = {}
+        if self.routing is not None:
+            # A year entered in sla.yaml: the provisional deadlines are counted again.
+            done = await self.routing.apply_sla(new)
+            recount = {"deadlines_recounted": None if done is None
+                       else done.changed + done.confirmed}
         if self.link.state is not LinkState.READY:
-            return {"reloaded": True, "applied": False, "reason": "ami_not_ready"}
+            return {"reloaded": True, "applied": False, "reason": "ami_not_ready", **recount}
         members, _ = await fetch_status(self.link)
         result = await self._apply_memberships(members)
-        return {"reloaded": True, "applied": True, "added": result.added,
+        return {**recount, "reloaded": True, "applied": True, "added": result.added,
                 "removed": result.removed, "penalised": result.penalised,
                 "errors": result.errors}
 
@@ -267,6 +277,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         router = parts.router
         hot.tickets = parts.tickets
         hot.kb = parts.kb
+        hot.routing = parts
         consumer = await stack.enter_async_context(open_router_consumer(cfg, router))
         hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
@@ -293,7 +304,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             board, tracker, stats, dispatcher, link,
             queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
             persist_backlog=lambda: writer.backlog), IntakeCollector(gateway, mailbox),
-            AsrStatusCollector(asr_status), *(asr.collectors() if asr is not None else ()))
+            AsrStatusCollector(asr_status), CalendarCollector(parts, utc_now),
+            *(asr.collectors() if asr is not None else ()))
         app = build_app(ApiDeps(
             board=board, tracker=tracker, stats=stats, link=link,
             seat_actions=hot.seat_actions, registry=registry,
@@ -302,7 +314,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             agent_tokens=lambda: {k: v.get_secret_value()
                                   for k, v in hot.config.service.agent_tokens.items()},
             reload_config=hot.reload_config, clock=utc_now, phone_intake=phone_intake,
-            transcript_of=transcripts.segments_of))
+            transcript_of=transcripts.segments_of,
+            warnings=lambda: _calendar_warnings(parts, utc_now())))
         nonces = RedisNonceStore(gateway.stream.redis, StreamKeys.from_config(cfg.channels).prefix,
                                  retry_seconds=cfg.channels.redis.retry_seconds)
         add_intake_routes(app, IntakeHttpDeps(gateway=gateway,
@@ -362,6 +375,11 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             ticking.cancel("shutdown")
             writing.cancel("shutdown")
         await writer.drain(svc.shutdown_grace_seconds)
+
+
+def _calendar_warnings(parts: RouterParts, now: datetime) -> list[dict[str, Any]]:
+    warning = parts.calendar_warning(now)
+    return [] if warning is None else [warning.as_json()]
 
 
 def _secret(value: Any) -> str | None:

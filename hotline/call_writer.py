@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from hotline.call_store import CallStore, QueueInterval
+from telephony.dispatch import utc_now
 from telephony.model import CallRecord
 from telephony.pauses import DesiredPause
 from telephony.stats import IntervalCounts, QueueStats
@@ -48,7 +50,9 @@ class CallWriter:
     """Background persistence of call records and queue intervals."""
 
     def __init__(self, store: CallStore, stats: QueueStats, *, flush_interval: float = 1.0,
-                 retry_max: float = 30.0) -> None:
+                 retry_max: float = 30.0, clock: Callable[[], datetime] = utc_now) -> None:
+        """``clock``: the service's clock, the one the call records' times come from (what
+        counts as "older than yesterday" must be measured on the same clock)."""
         self._store = store
         self._stats = stats
         self._pending: dict[str, CallRecord] = {}
@@ -56,6 +60,7 @@ class CallWriter:
         self._wake = asyncio.Event()
         self._flush_interval = flush_interval
         self._retry_max = retry_max
+        self._clock = clock
         self.written = 0
         self.failures = 0
 
@@ -117,7 +122,7 @@ class CallWriter:
             raise
         # Written intervals older than yesterday live on in the store only; without this the
         # in-memory buckets (and every report's scan of them) would grow for months.
-        self._stats.prune(datetime.now(UTC) - KEEP_IN_MEMORY)
+        self._stats.prune(self._clock() - KEEP_IN_MEMORY)
         return len(batch)
 
     async def drain(self, deadline: float) -> None:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -207,6 +208,11 @@ class TicketRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sign_by: Mapped[datetime | None] = mapped_column(UtcDateTime())
     handle_by: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # What the router counted the deadlines from, and whether a year on the way had no
+    # official holiday arrangement yet (recounted once it is entered: router.provisional).
+    deadlines_from: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    deadline_provisional: Mapped[bool] = mapped_column(Boolean(), default=False,
+                                                       server_default=false())
     extensions: Mapped[int] = mapped_column(Integer(), default=0)
     supervised: Mapped[bool] = mapped_column(Boolean(), default=False)
     repeat_of: Mapped[str | None] = mapped_column(String(24))
@@ -233,6 +239,8 @@ class TicketRow(Base):
               "created_at"),
         Index("ix_tickets_place_street_created_at", "place_street", "created_at"),
         Index("ix_tickets_place_address_created_at", "place_address", "created_at"),
+        # The orders to recount when a year's arrangement is entered: few among many.
+        Index("ix_tickets_deadline_provisional", "deadline_provisional"),
     )
 
 

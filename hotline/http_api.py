@@ -63,6 +63,8 @@ class ApiDeps:
     phone_intake: PhoneIntake | None = None
     # The ASR's segments of a call by Linkedid (asr.sink.CallTranscripts.segments_of).
     transcript_of: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+    # What the admin should act on while the service is ready (a missing holiday year ...).
+    warnings: Callable[[], list[dict[str, Any]]] | None = None
 
 
 DEPS = web.AppKey("deps", ApiDeps)
@@ -130,9 +132,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    state = request.app[DEPS].link.state
+    deps = request.app[DEPS]
+    state = deps.link.state
     if state is LinkState.READY:
-        return _json({"status": "ready", "ami": state.value})
+        warnings = deps.warnings() if deps.warnings is not None else []
+        return _json({"status": "ready", "ami": state.value,
+                      **({"warnings": warnings} if warnings else {})})
     raise ApiError(503, "ami_not_ready", "与交换机（Asterisk AMI）的连接未就绪",
                    {"ami": state.value})
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +27,16 @@ from hotline.http_errors import ApiError
 from hotline.staff_http import Staff, identify, no_store_json
 from router.kb import Article
 from router.kb_store import KbSync
+from router.tickets import BEIJING
 
 MAX_BODY = 64 * 1024
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def beijing_today(clock: Callable[[], datetime] = utc_now) -> date:
+    """Today's date in Beijing: articles are valid from and to Beijing dates (at 00:30 on
+    January 1 it is January 1, while the UTC date is still December 31)."""
+    return clock().astimezone(BEIJING).date()
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class KbApiDeps:
     unit_tokens: Callable[[], dict[str, str]]
     agent_tokens: Callable[[], dict[str, str]]
     known_units: Callable[[], set[str]]
-    today: Callable[[], date] = lambda: utc_now().date()
+    today: Callable[[], date] = beijing_today
 
 
 KB_API = web.AppKey("kb_api", KbApiDeps)

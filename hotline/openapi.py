@@ -43,9 +43,18 @@ class Health(_Doc):
     status: Literal["ok"]
 
 
+class ReadyWarning(BaseModel):
+    """Something the admin should act on although the service works."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(description="如 calendar_not_confirmed（节假日安排未录入，期限为临时期限）")
+    message: str
+
+
 class Ready(_Doc):
     status: Literal["ready"]
     ami: str
+    warnings: list[ReadyWarning] = Field(default=[], description="需管理员处理的提醒")
 
 
 class Figures(BaseModel):

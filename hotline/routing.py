@@ -8,8 +8,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import tzinfo
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +29,12 @@ from router.kb import Article, KbError, KnowledgeBase, load_articles
 from router.kb_store import KbStore, KbSync
 from router.outbound import RedisDeadLetter, TicketSender
 from router.outbox import OutboxRelay
+from router.provisional import (
+    CalendarWarning,
+    RecountReport,
+    calendar_warning,
+    recount_provisional,
+)
 from router.service import IntakeRouter
 from router.ticket_store import TicketStore
 from router.train import ModelError, load_model
@@ -62,13 +68,40 @@ def _seed_articles(path: str | None) -> list[Article]:
         return []
 
 
-@dataclass(frozen=True)
+@dataclass
 class RouterParts:
     """What :func:`build_router` assembles for the composition root."""
 
     router: IntakeRouter
     tickets: TicketStore
     kb: KbSync
+    timezone: tzinfo
+    recounted: RecountReport = field(default_factory=RecountReport)  # totals since start
+
+    async def apply_sla(self, cfg: HotlineConfig) -> RecountReport | None:
+        """Take ``sla.yaml`` as (re)loaded: the router counts on its calendar from now on,
+        and the open orders with provisional deadlines are counted again on it (those that
+        move or become final get an audit event). ``None``: the ticket store did not answer
+        (logged); the orders stay as they are until the next reload or start."""
+        if cfg.sla != self.router.sla:
+            self.router.calendar = WorkCalendar(cfg.sla.calendar, self.timezone)
+            self.router.sla = cfg.sla
+        try:
+            report = await recount_provisional(self.tickets, self.router.calendar,
+                                               self.router.sla)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("临时期限未能重算（工单库不可用），下次重新加载配置时重试 / provisional "
+                      "deadlines not recounted, the ticket store did not answer: %s", exc)
+            return None
+        for name in ("examined", "changed", "confirmed", "failed"):
+            setattr(self.recounted, name,
+                    getattr(self.recounted, name) + getattr(report, name))
+        return report
+
+    def calendar_warning(self, now: datetime) -> CalendarWarning | None:
+        """What the admin is told at ``now`` about years without their arrangement."""
+        router = self.router
+        return calendar_warning(router.calendar, router.sla.calendar.uncovered_years, now)
 
 
 async def build_router(cfg: HotlineConfig, engine: AsyncEngine, timezone: tzinfo, *,
@@ -105,7 +138,10 @@ async def build_router(cfg: HotlineConfig, engine: AsyncEngine, timezone: tzinfo
 
     sync = KbSync(kb_store, apply, refresh_seconds=routing.kb_refresh_seconds)
     await sync.refresh()
-    return RouterParts(router, store, sync)
+    parts = RouterParts(router, store, sync, timezone)
+    # The config just loaded may hold a year that orders were provisionally counted on.
+    await parts.apply_sla(cfg)
+    return parts
 
 
 def order_status_lookup(store: TicketStore) -> OrderStatusLookup:

@@ -2,9 +2,12 @@
 
 Sources, in order: the ``calendar.years`` overlay of ``sla.yaml`` (wins), then the
 ``chinese_calendar`` package (the State Council's arrangement; 2004-2026 in chinesecalendar
-1.11), then, only with ``uncovered_years: weekends``, plain Monday-Friday. Any other year raises
-:class:`CalendarNotCovered`: the arrangement for a year is published each November, so a
-deadline late in December can run into a year nobody has entered yet.
+1.11). A year neither covers (the arrangement for a year is published each November, so a
+deadline late in December runs into a year nobody has entered yet) follows
+``calendar.uncovered_years``: ``provisional`` (default) computes it from the statutory rules
+(:mod:`router.holidays`: the festivals and their make-up days, no 调休 swaps) and every
+deadline counted through it is marked provisional until the year is entered; ``weekends`` is
+plain Monday-Friday; ``error`` raises :class:`CalendarNotCovered`.
 
 Counting convention (what a 12345 office uses, and what the Civil Code says for periods counted
 in days, 民法典 第二百零一条、第二百零三条: the starting day is not counted, a period ending
@@ -25,6 +28,7 @@ from typing import Final
 import chinese_calendar  # type: ignore[import-untyped]
 
 from config.sla import CalendarConfig
+from router.holidays import RULES_SINCE, provisional_days_off
 
 # The years the package knows, read from its own data (as chinese_calendar.utils does) so an
 # upgrade of the package extends coverage without a code change.
@@ -34,6 +38,10 @@ _ONE_DAY: Final = dt.timedelta(days=1)
 # Longest run of consecutive days off in any arrangement is 9 (Spring Festival 2026, Feb 15-23);
 # a search that finds no working day in this many days means a broken overlay, not a holiday.
 _MAX_DAYS_OFF: Final = 60
+WARN_AHEAD: Final = dt.timedelta(days=92)
+"""How far ahead a year without its official arrangement is reported (:meth:`WorkCalendar.
+unconfirmed_years`): from October 1 on, next year. The notice usually comes in November, and
+an order accepted in December with 10 working days and extensions runs weeks into January."""
 
 
 class CalendarError(Exception):
@@ -60,7 +68,7 @@ class WorkCalendar:
 
     def __init__(self, config: CalendarConfig, tz: dt.tzinfo) -> None:
         self._tz = tz
-        self._weekends_fallback = config.uncovered_years == "weekends"
+        self._uncovered = config.uncovered_years
         self._configured_years = frozenset(config.years)
         self._days_off = frozenset(d for y in config.years.values() for d in y.holidays)
         self._days_on = frozenset(d for y in config.years.values() for d in y.workdays)
@@ -75,9 +83,29 @@ class WorkCalendar:
         """Whether this year's arrangement is known (package or ``sla.yaml``)."""
         return year in self._configured_years or _PACKAGE_YEARS[0] <= year <= _PACKAGE_YEARS[1]
 
+    def is_provisional(self, year: int) -> bool:
+        """Whether this year's days off are computed from the rules (not covered, and
+        ``uncovered_years: provisional``, and a year the 2024 rules apply to)."""
+        return (self._uncovered == "provisional" and year >= RULES_SINCE
+                and not self.is_covered(year))
+
+    def provisional_years(self, after: dt.date, through: dt.date) -> tuple[int, ...]:
+        """The provisional years among the days after ``after`` through ``through``: the
+        days a deadline counted from ``after`` to ``through`` looked at."""
+        first = (after + _ONE_DAY).year
+        return tuple(y for y in range(first, through.year + 1) if self.is_provisional(y))
+
+    def unconfirmed_years(self, today: dt.date, ahead: dt.timedelta = WARN_AHEAD
+                          ) -> tuple[int, ...]:
+        """Years from ``today``'s through ``today + ahead``'s whose official arrangement is
+        neither in the package nor in ``sla.yaml``: what the admin is warned about."""
+        return tuple(y for y in range(today.year, (today + ahead).year + 1)
+                     if not self.is_covered(y))
+
     def is_workday(self, day: dt.date) -> bool:
-        """Whether ``day`` is a working day. Raises :class:`CalendarNotCovered` for an unknown
-        year unless ``uncovered_years: weekends``."""
+        """Whether ``day`` is a working day. An unknown year follows ``uncovered_years``:
+        provisional, weekends, or :class:`CalendarNotCovered` (also for a year before the
+        package's, where the present rules do not apply)."""
         if isinstance(day, dt.datetime):
             # A datetime is a date subclass: silently taking its (possibly UTC) date would
             # shift the day by the time-zone offset.
@@ -90,10 +118,10 @@ class WorkCalendar:
         # local holiday) must not throw away the package's arrangement for the rest of it.
         if _PACKAGE_YEARS[0] <= day.year <= _PACKAGE_YEARS[1]:
             return bool(chinese_calendar.is_workday(day))
-        if day.year in self._configured_years:
+        if day.year in self._configured_years or self._uncovered == "weekends":
             return day.weekday() < 5
-        if self._weekends_fallback:
-            return day.weekday() < 5
+        if self.is_provisional(day.year):
+            return day.weekday() < 5 and day not in provisional_days_off(day.year)
         raise CalendarNotCovered(day.year)
 
     def local_date(self, moment: dt.datetime) -> dt.date:

@@ -46,6 +46,9 @@ class Deadlines:
     one that won; see :meth:`config.sla.SlaConfig.handling_limits`). ``extension_request_by``
     is the latest moment a unit may still ask for an extension, ``None`` when it cannot ask at
     all (a limit in hours, or the last moment to ask was already past when the clock started).
+    ``provisional_years``: the years without an official arrangement that a working-day
+    deadline here was counted through (:meth:`router.calendar.WorkCalendar.is_provisional`);
+    empty when every deadline is final.
     """
 
     demand_type: DemandType
@@ -60,6 +63,12 @@ class Deadlines:
     max_extensions: int
     extension_lead_working_days: int
     extensions_used: int = 0
+    provisional_years: tuple[int, ...] = ()
+
+    @property
+    def provisional(self) -> bool:
+        """Whether a deadline here rests on a provisional calendar (recomputed later)."""
+        return bool(self.provisional_years)
 
 
 def _due(limit: TimeLimit, start: dt.datetime, calendar: WorkCalendar) -> dt.datetime:
@@ -89,8 +98,9 @@ def deadline_for(demand_type: DemandType, urgency: Urgency, accepted_at: dt.date
     aware moment ``accepted_at`` (the moment it is dispatched to the unit; for an order
     dispatched at intake that is the acceptance).
 
-    Raises :class:`router.calendar.CalendarNotCovered` when a working-day limit runs into a
-    year whose holidays are unknown (see ``calendar.uncovered_years`` in ``sla.yaml``).
+    A working-day limit that runs into a year whose arrangement is unknown is counted on the
+    provisional calendar and listed in ``provisional_years``; with ``uncovered_years: error``
+    in ``sla.yaml`` it raises :class:`router.calendar.CalendarNotCovered` instead.
     """
     if accepted_at.tzinfo is None or accepted_at.utcoffset() is None:
         raise ValueError("accepted_at must be timezone-aware")
@@ -100,20 +110,40 @@ def deadline_for(demand_type: DemandType, urgency: Urgency, accepted_at: dt.date
     # min() keeps the first of equal deadlines: the urgency's limit, listed first.
     handle_by, handle_limit = min(candidates, key=lambda c: c[0])
     lead = sla.extension.lead_working_days
+    extension_request_by = _extension_request_by(handle_by, handle_limit, lead, accepted_at,
+                                                 calendar)
+    sign_by = _due(sla.sign_within, accepted_at, calendar)
+    return_by = _due(sla.return_within, accepted_at, calendar)
+    return_on_site_by = _due(sla.return_on_site_within, accepted_at, calendar)
+    counted = [due for due, limit in ((handle_by, handle_limit), (sign_by, sla.sign_within),
+                                      (return_by, sla.return_within),
+                                      (return_on_site_by, sla.return_on_site_within))
+               if limit.working_days is not None]
     return Deadlines(
         demand_type=demand_type,
         urgency=urgency,
         accepted_at=accepted_at,
-        sign_by=_due(sla.sign_within, accepted_at, calendar),
+        sign_by=sign_by,
         handle_by=handle_by,
         handle_limit=handle_limit,
-        return_by=_due(sla.return_within, accepted_at, calendar),
-        return_on_site_by=_due(sla.return_on_site_within, accepted_at, calendar),
-        extension_request_by=_extension_request_by(handle_by, handle_limit, lead, accepted_at,
-                                                   calendar),
+        return_by=return_by,
+        return_on_site_by=return_on_site_by,
+        extension_request_by=extension_request_by,
         max_extensions=sla.extension.max_per_order if handle_limit.working_days else 0,
         extension_lead_working_days=lead,
+        provisional_years=_provisional_years(calendar.local_date(accepted_at), counted,
+                                             calendar),
     )
+
+
+def _provisional_years(start_day: dt.date, dues: list[dt.datetime],
+                       calendar: WorkCalendar) -> tuple[int, ...]:
+    """The provisional years the working-day deadlines ``dues`` counted from ``start_day``
+    went through (a due moment is 24:00 of its last day, i.e. 00:00 the day after)."""
+    if not dues:
+        return ()
+    last_day = calendar.local_date(max(dues)) - dt.timedelta(days=1)
+    return calendar.provisional_years(start_day, last_day)
 
 
 def extend(deadlines: Deadlines, working_days: int, calendar: WorkCalendar, *,
@@ -136,9 +166,11 @@ def extend(deadlines: Deadlines, working_days: int, calendar: WorkCalendar, *,
         raise ExtensionRefused("too_late", f"latest {latest.isoformat() if latest else 'none'}")
     last_day = calendar.local_date(deadlines.handle_by) - dt.timedelta(days=1)
     handle_by = calendar.end_of(calendar.working_day_after(last_day, working_days))
+    added = _provisional_years(last_day, [handle_by], calendar)
     return replace(
         deadlines,
         handle_by=handle_by,
+        provisional_years=tuple(sorted({*deadlines.provisional_years, *added})),
         extension_request_by=_extension_request_by(
             handle_by, deadlines.handle_limit, deadlines.extension_lead_working_days,
             requested_at, calendar),

@@ -8,8 +8,10 @@
 
 Every decision is written on the ticket (``explanation``) so a dispatcher can see why. An
 intake that cannot be placed goes to manual dispatch (人工派单), never to the floor; a
-deadline the calendar cannot compute (a year without its holiday arrangement) is left for the
-dispatcher with the reason, and the ticket is still made.
+deadline counted through a year without its official holiday arrangement is provisional
+(marked on the ticket, recounted later: router.provisional), and one the calendar cannot
+compute (``uncovered_years: error``) is left for the dispatcher with the reason, the ticket
+still made.
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ class IntakeRouter:
         if repeat.explain:
             explanation["repeats"] = list(repeat.explain)
         if self.kb is not None and found.type is DemandType.consultation:
-            explanation["kb"] = self._answers(text, intake.received_at.date())
+            # Articles are valid from/to Beijing dates: 00:30 on January 1 is January 1.
+            explanation["kb"] = self._answers(text, self.calendar.local_date(intake.received_at))
         loc = intake.location
         return NewTicket(
             intake_id=intake.intake_id, acceptance_no=intake.acceptance_no,
@@ -191,6 +194,8 @@ class IntakeRouter:
                                         ("address", loc.address)) if v},
             sign_by=deadlines.sign_by if deadlines else None,
             handle_by=deadlines.handle_by if deadlines else None,
+            deadlines_from=deadlines.accepted_at if deadlines else None,
+            deadline_provisional=deadlines.provisional if deadlines else False,
             repeat_of=repeat.repeat_of,
             related_to=repeat.related[0] if repeat.related else None,
             explanation=explanation)
@@ -198,11 +203,18 @@ class IntakeRouter:
     def _deadlines(self, found: Classification,
                    accepted_at: datetime) -> tuple[Deadlines | None, str | None]:
         try:
-            return deadline_for(found.type, found.urgency, accepted_at, self.calendar,
-                                self.sla), None
+            deadlines = deadline_for(found.type, found.urgency, accepted_at, self.calendar,
+                                     self.sla)
         except CalendarError as exc:
             log.error("deadline not computed: %s", exc)
             return None, f"期限未能自动计算，请人工设定：{exc}"
+        if deadlines.provisional:
+            years = "、".join(map(str, deadlines.provisional_years))
+            return deadlines, (
+                f"期限为临时期限：{years} 年的放假安排尚未录入，按法定节假日规则计算（不含调休），"
+                f"录入后自动重算 / provisional deadline: no official holiday arrangement for "
+                f"{years} yet; counted on the statutory rules and recounted once it is entered")
+        return deadlines, None
 
     def _answers(self, text: str, day: date) -> list[dict[str, Any]]:
         assert self.kb is not None

@@ -391,6 +391,59 @@ class TicketStore:
             for row in rows
         ]
 
+    async def provisional_open(self, *, after: str | None = None,
+                               limit: int = MAX_BATCH) -> list[Ticket]:
+        """Up to ``limit`` orders not done whose deadlines are provisional, oldest first,
+        after ticket number ``after`` (paging)."""
+        query = (select(TicketRow.__table__)
+                 .where(TicketRow.deadline_provisional.is_(True),
+                        TicketRow.status.not_in([st.value for st in DONE]))
+                 .order_by(TicketRow.id).limit(limit))
+        if after is not None:
+            query = query.where(TicketRow.id > select(TicketRow.id)
+                                .where(TicketRow.number == after).scalar_subquery())
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_ticket(row) for row in rows]
+
+    async def reschedule(self, old: Ticket, *, sign_by: datetime | None,
+                         handle_by: datetime | None, provisional: bool,
+                         note: str) -> Ticket | None:
+        """Replace the router's provisional deadlines of ``old`` with recounted ones and
+        record it (action ``reschedule``, status unchanged, ``note`` saying old and new).
+
+        Compare-and-set: nothing is written, and ``None`` returned, when the order changed
+        since ``old`` was read (a person set its deadlines, or it was done)."""
+        now = self._clock()
+        table = TicketRow.__table__
+        async with self._engine.connect() as conn:
+            trans = await conn.begin()
+            try:
+                changed = await conn.execute(
+                    update(TicketRow)
+                    .where(TicketRow.number == old.number,
+                           TicketRow.deadline_provisional.is_(True),
+                           TicketRow.status == old.status.value,
+                           TicketRow.sign_by.is_not_distinct_from(old.sign_by),
+                           TicketRow.handle_by.is_not_distinct_from(old.handle_by))
+                    .values(sign_by=sign_by, handle_by=handle_by,
+                            deadline_provisional=provisional, updated_at=now))
+                if changed.rowcount == 0:
+                    await trans.rollback()
+                    return None
+                row = (await conn.execute(
+                    select(table).where(TicketRow.number == old.number))).one()
+                await conn.execute(insert(TicketEventRow).values(
+                    ticket_id=row.id, at=now, actor=str(ROUTER), action=A.RESCHEDULE.value,
+                    from_status=row.status, to_status=row.status, note=note))
+                await trans.commit()
+            except BaseException:
+                if trans.is_active:
+                    await trans.rollback()
+                raise
+        log.info("ticket %s: deadlines recounted (%s)", old.number, note)
+        return _ticket(row)
+
     async def transition(
         self,
         number: str,
@@ -491,6 +544,9 @@ class TicketStore:
             changes["sign_by"] = sign_by
         if handle_by is not None:
             changes["handle_by"] = handle_by
+        if sign_by is not None or handle_by is not None:
+            # A person set the deadlines: they are no longer the router's to recount.
+            changes["deadline_provisional"] = False
         if action is A.DISPATCH:
             if unit_id is None and (row.unit_id is None or status is S.RETURNED):
                 raise InvalidTicketChange("派单需要指定承办单位 (dispatch needs unit_id)")

@@ -65,6 +65,9 @@ class TicketAction(StrEnum):
     EXTEND = "extend"  # 延期
     SUPERVISE = "supervise"  # 督办
     REOPEN = "reopen"  # 重办
+    # 期限重算: the router recounts provisional deadlines once the year's official holiday
+    # arrangement is entered (router.provisional); the status stays. Not an API action.
+    RESCHEDULE = "reschedule"
 
 
 S, A = TicketStatus, TicketAction
@@ -105,6 +108,7 @@ PERMITTED_ROLES: dict[TicketAction, frozenset[Role]] = {
     A.ARCHIVE: frozenset({"office"}),
     A.SUPERVISE: frozenset({"office"}),
     A.REOPEN: frozenset({"office"}),
+    A.RESCHEDULE: frozenset({"router"}),
 }
 
 CITIZEN_STATUS: dict[TicketStatus, CitizenStatus] = {
@@ -297,6 +301,10 @@ class NewTicket(_Frozen):
     location: dict[str, Any] = Field(default_factory=dict)
     sign_by: datetime | None = None
     handle_by: datetime | None = None
+    # The moment the deadlines were counted from, and whether they rest on a provisional
+    # holiday calendar (a year without its official arrangement; router.calendar).
+    deadlines_from: datetime | None = None
+    deadline_provisional: bool = False
     repeat_of: str | None = None
     related_to: str | None = None
     # Why it was routed this way (rule, words, model scores), shown to the dispatcher.

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from channels.durable import NO_METADATA_LOOKUP, DurableGateway, open_gateway
 from config.channels import ChannelsConfig
+from tests.realtime import real_clock_env
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -91,7 +92,7 @@ class RedisServer:
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                 "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
-        self.proc = await asyncio.to_thread(subprocess.Popen, args)
+        self.proc = await asyncio.to_thread(subprocess.Popen, args, env=real_clock_env())
         client = aioredis.Redis.from_url(self.url, socket_timeout=0.5, **NO_METADATA_LOOKUP)
         try:
             for _ in range(200):

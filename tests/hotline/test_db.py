@@ -70,7 +70,7 @@ async def test_upgrade_creates_schema_and_downgrade_removes_it(
     assert await schema_revision(engine) is None
 
     await migrate(engine)
-    assert await schema_revision(engine) == await head_revision() == "0009"
+    assert await schema_revision(engine) == await head_revision() == "0010"
     async with engine.connect() as conn:
         assert {"calls", "queue_intervals", "alembic_version"} <= await conn.run_sync(_tables)
         assert {"ix_calls_queue_joined_at", "ix_calls_outcome", "ix_calls_open_joined_at"} <= (
@@ -84,13 +84,13 @@ async def test_upgrade_creates_schema_and_downgrade_removes_it(
 
     # Up again after down: the downgrade left nothing behind that blocks a new upgrade.
     await migrate(engine)
-    assert await schema_revision(engine) == "0009"
+    assert await schema_revision(engine) == "0010"
 
 
 async def test_migrate_twice_is_a_no_op(engine_factory: EngineFactory) -> None:
     engine = await engine_factory()
     await migrate(engine)
-    assert await schema_revision(engine) == "0009"
+    assert await schema_revision(engine) == "0010"
 
 
 async def test_migration_matches_the_models(engine_factory: EngineFactory) -> None:
@@ -107,7 +107,7 @@ async def test_migrate_accepts_a_url_and_finds_migrations_without_the_cwd(
     monkeypatch.chdir(tmp_path)  # nothing relative to the repository may be needed
     url = await database_factory()
     await migrate(url)
-    assert await schema_revision(url) == "0009"
+    assert await schema_revision(url) == "0010"
 
 
 async def test_concurrent_migrations_on_postgresql_wait_for_each_other(
@@ -117,7 +117,7 @@ async def test_concurrent_migrations_on_postgresql_wait_for_each_other(
     schema instead of failing on CREATE TABLE."""
     url = await pg_database_factory()
     await asyncio.gather(migrate(url), migrate(url), migrate(url))
-    assert await schema_revision(url) == "0009"
+    assert await schema_revision(url) == "0010"
 
 
 async def test_timestamps_come_back_aware_utc(engine_factory: EngineFactory) -> None:
@@ -165,7 +165,7 @@ async def test_sqlite_engine_creates_the_folder_and_uses_wal(tmp_path: Path) -> 
 async def test_in_memory_sqlite_works() -> None:
     async with open_engine("sqlite://") as engine:
         await migrate(engine)
-        assert await schema_revision(engine) == "0009"
+        assert await schema_revision(engine) == "0010"
 
 
 @pytest.mark.parametrize(
@@ -216,4 +216,4 @@ async def test_alembic_command_line_uses_the_packaged_env(tmp_path: Path) -> Non
     output, _ = await proc.communicate()
     assert proc.returncode == 0, output.decode()
     assert "Running upgrade  -> 0001" in output.decode()
-    assert await schema_revision(url) == "0009"
+    assert await schema_revision(url) == "0010"

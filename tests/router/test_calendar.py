@@ -85,8 +85,8 @@ def test_config_overlay_wins_over_the_package() -> None:
     assert cal.add_working_days(at(2026, 9, 30, 15), 3) == at(2026, 10, 12)
 
 
-def test_a_deadline_into_2027_is_an_error_naming_the_year_and_the_fix() -> None:
-    cal = calendar()
+def test_a_deadline_into_2027_is_an_error_naming_the_year_and_the_fix_in_error_mode() -> None:
+    cal = calendar(uncovered_years="error")
     with pytest.raises(CalendarNotCovered) as caught:
         cal.add_working_days(at(2026, 12, 24, 15), 10)
     assert caught.value.year == 2027
@@ -111,6 +111,46 @@ def test_weekends_mode_counts_monday_to_friday_in_an_uncovered_year() -> None:
     # Jan 1 2027 (Friday) counts: weekends mode knows no holidays, as documented.
     assert cal.add_working_days(at(2026, 12, 24, 15), 10) == at(2027, 1, 8)
     assert cal.is_workday(dt.date(2026, 10, 1)) is False   # covered years still use the package
+
+
+def test_an_uncovered_year_is_provisional_by_default_from_the_rules() -> None:
+    cal = calendar()
+    assert cal.is_provisional(2027) and not cal.is_provisional(2026)
+    # Dec 24 2026 (Thu) + 10: Dec 25, 28-31 (5), Jan 1 New Year off, Jan 4-8 (10).
+    assert cal.add_working_days(at(2026, 12, 24, 15), 10) == at(2027, 1, 9)
+    assert cal.provisional_years(dt.date(2026, 12, 24), dt.date(2027, 1, 8)) == (2027,)
+    assert cal.provisional_years(dt.date(2026, 12, 24), dt.date(2026, 12, 31)) == ()
+    # Before the package's years the present rules do not apply: still an error.
+    with pytest.raises(CalendarNotCovered, match="2003"):
+        cal.is_workday(dt.date(2003, 6, 2))
+    entered = calendar(years={2027: {"holidays": ["2027-01-01"]}})
+    assert not entered.is_provisional(2027)
+
+
+def test_spring_festival_2027_on_the_provisional_calendar() -> None:
+    cal = calendar()
+    # 除夕 Fri Feb 5 to 初三 Mon Feb 8, make-up days Tue Feb 9 and Wed Feb 10 (初一 and 初二
+    # are a Saturday and a Sunday); Thu Feb 11 is the first working day.
+    assert [cal.is_workday(dt.date(2027, 2, d)) for d in range(4, 12)] == [
+        True, False, False, False, False, False, False, True]
+    # Accepted Mon Feb 1 2027 with 5 working days: Feb 2, 3, 4, 11, 12 -> 24:00 Feb 12.
+    assert cal.add_working_days(at(2027, 2, 1, 9), 5) == at(2027, 2, 13)
+    # Plain weekends would have made it due on Feb 9, inside the festival.
+    assert calendar(uncovered_years="weekends").add_working_days(at(2027, 2, 1, 9), 5) == \
+        at(2027, 2, 9)
+
+
+def test_the_years_the_admin_is_warned_about() -> None:
+    cal = calendar()
+    # From October 1 a deadline may reach next year (WARN_AHEAD: 92 days).
+    assert cal.unconfirmed_years(dt.date(2026, 9, 30)) == ()
+    assert cal.unconfirmed_years(dt.date(2026, 10, 1)) == (2027,)
+    assert cal.unconfirmed_years(dt.date(2026, 12, 31)) == (2027,)
+    assert cal.unconfirmed_years(dt.date(2027, 2, 6)) == (2027,)
+    assert cal.unconfirmed_years(dt.date(2028, 2, 29)) == (2028,)
+    entered = calendar(years={2027: {"holidays": ["2027-01-01"]}})
+    assert entered.unconfirmed_years(dt.date(2026, 12, 31)) == ()
+    assert entered.unconfirmed_years(dt.date(2027, 10, 1)) == (2028,)
 
 
 def test_working_day_before_and_after() -> None:

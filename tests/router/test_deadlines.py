@@ -80,12 +80,15 @@ def test_return_and_sign_across_national_day() -> None:
     assert d.handle_by == at(2026, 10, 11)           # Oct 8, 9, Sat Oct 10 (调休)
 
 
-def test_a_deadline_into_2027_raises_until_2027_is_configured() -> None:
+def test_a_deadline_into_2027_raises_in_error_mode_until_2027_is_configured() -> None:
     accepted = at(2026, 12, 24, 15)
+    strict = SlaConfig.model_validate({"calendar": {"uncovered_years": "error"}})
+    strict_cal = WorkCalendar(strict.calendar, SHANGHAI)
     with pytest.raises(CalendarNotCovered, match="calendar.years.2027"):
-        deadline_for(DemandType.help, Urgency.complex, accepted, CAL, SLA)
-    # Clock limits need no calendar: an emergency still gets its deadline.
-    d = deadline_for(DemandType.help, Urgency.emergency, accepted, CAL, SLA)
+        deadline_for(DemandType.help, Urgency.complex, accepted, strict_cal, strict)
+    # Clock limits need no calendar for the handling deadline: an emergency still gets it.
+    # (Its 1-working-day return limit stays in 2026.)
+    d = deadline_for(DemandType.help, Urgency.emergency, accepted, strict_cal, strict)
     assert d.handle_by == at(2026, 12, 24, 17)
     sla = SlaConfig.model_validate(
         {"calendar": {"years": {2027: {"holidays": ["2027-01-01"]}}}})
@@ -96,6 +99,48 @@ def test_a_deadline_into_2027_raises_until_2027_is_configured() -> None:
     cal = WorkCalendar(weekends.calendar, SHANGHAI)
     assert deadline_for(DemandType.help, Urgency.complex, accepted, cal,
                         weekends).handle_by == at(2027, 1, 8)
+
+
+def test_a_deadline_into_2027_is_computed_and_marked_provisional() -> None:
+    accepted = at(2026, 12, 24, 15)
+    d = deadline_for(DemandType.help, Urgency.complex, accepted, CAL, SLA)
+    assert d.handle_by == at(2027, 1, 9) and d.provisional and d.provisional_years == (2027,)
+    # Nothing it computes touches 2027: final.
+    d = deadline_for(DemandType.help, Urgency.emergency, accepted, CAL, SLA)
+    assert d.handle_by == at(2026, 12, 24, 17) and not d.provisional
+    # A 2-hour emergency at 23:00 on New Year's Eve ends in 2027 on the clock, but its
+    # return limit (1 working day) is counted through 2027: the order says so.
+    d = deadline_for(DemandType.help, Urgency.emergency, at(2026, 12, 31, 23), CAL, SLA)
+    assert d.handle_by == at(2027, 1, 1, 1) and d.return_by == at(2027, 1, 5)
+    assert d.provisional_years == (2027,)
+
+
+@pytest.mark.parametrize(("accepted", "handle_by", "provisional"), [
+    # The last minute of a Beijing day: Wed Dec 30 23:59:30 counts Dec 31, Jan 4-7.
+    (at(2026, 12, 30, 23, 59).replace(second=30), at(2027, 1, 8), (2027,)),
+    # 30 seconds later it is Thursday Dec 31: Jan 1 is off, Jan 4-8.
+    (at(2026, 12, 31, 0, 0), at(2027, 1, 9), (2027,)),
+    # In the Spring Festival (初一, a Saturday): Feb 11, 12, 15, 16, 17.
+    (at(2027, 2, 6, 10), at(2027, 2, 18), (2027,)),
+    # A leap day: Tue Feb 29 2028 counts Mar 1, 2, 3, 6, 7.
+    (at(2028, 2, 29, 12), at(2028, 3, 8), (2028,)),
+    # A day in the package's years (Mon Nov 23 2026): Nov 24-27, 30; final.
+    (at(2026, 11, 23, 10), at(2026, 12, 1), ()),
+])
+def test_general_five_working_days_at_awkward_moments(accepted: dt.datetime,
+                                                      handle_by: dt.datetime,
+                                                      provisional: tuple[int, ...]) -> None:
+    d = deadline_for(DemandType.praise, Urgency.general, accepted, CAL, SLA)
+    assert (d.handle_by, d.provisional_years) == (handle_by, provisional)
+
+
+def test_an_extension_into_a_provisional_year_marks_the_deadlines() -> None:
+    accepted = at(2026, 12, 14, 10)
+    d = deadline_for(DemandType.praise, Urgency.general, accepted, CAL, SLA)
+    assert d.handle_by == at(2026, 12, 22) and not d.provisional
+    longer = extend(d, 10, CAL, requested_at=at(2026, 12, 18, 10))
+    # Dec 22-25, 28-31 (8), Jan 1 off, Jan 4, 5 (10).
+    assert longer.handle_by == at(2027, 1, 6) and longer.provisional_years == (2027,)
 
 
 def test_extension_must_be_asked_a_working_day_ahead_and_moves_the_deadline() -> None:

@@ -6,7 +6,7 @@ dispatch; a deadline the calendar cannot compute is left to the dispatcher, the 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ import pytest
 
 from channels.intake import Contact, Intake, Location
 from config.loader import DEFAULTS_DIR, load_config
+from config.sla import SlaConfig
 from router.calendar import WorkCalendar
 from router.classify import Classifier, ClassifyRules, TextModel
 from router.gazetteer import Gazetteer
-from router.kb import KnowledgeBase, load_articles
+from router.kb import Article, KnowledgeBase, load_articles
 from router.kinds import DemandType, Urgency
 from router.service import IntakeRouter
 from router.ticket_store import TicketStore
@@ -44,16 +45,19 @@ def intake(n: int, text: str, *, title: str = "", street: str | None = None,
         intake_id=f"{n:032x}", acceptance_no=f"2026112301{n:06d}")
 
 
-async def make_router(engine: Any, model: TextModel) -> tuple[IntakeRouter, TicketStore]:
+async def make_router(engine: Any, model: TextModel, *, sla: SlaConfig | None = None,
+                      kb: KnowledgeBase | None = None) -> tuple[IntakeRouter, TicketStore]:
     cfg = await asyncio.to_thread(load_config, DEFAULTS_DIR, {})
+    sla = cfg.sla if sla is None else sla
     from zoneinfo import ZoneInfo
     tz = await asyncio.to_thread(ZoneInfo, "Asia/Shanghai")
     store = TicketStore(engine)
-    kb = KnowledgeBase(await asyncio.to_thread(load_articles, KB))
+    if kb is None:
+        kb = KnowledgeBase(await asyncio.to_thread(load_articles, KB))
     router = IntakeRouter(
         classifier=Classifier(ClassifyRules(), model), units=cfg.units,
-        gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(cfg.sla.calendar, tz),
-        sla=cfg.sla, create_ticket=store.create, kb=kb)
+        gazetteer=Gazetteer(cfg.units), calendar=WorkCalendar(sla.calendar, tz),
+        sla=sla, create_ticket=store.create, kb=kb)
     return router, store
 
 
@@ -95,14 +99,53 @@ async def test_nothing_recognisable_goes_to_manual_dispatch(engine_factory, mode
 
 
 @pytest.mark.parametrize("database_factory", ["sqlite"], indirect=True)
-async def test_a_deadline_past_the_calendar_is_left_to_the_dispatcher(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
-    router, store = await make_router(await engine_factory(), model)
+async def test_a_deadline_past_the_calendar_is_left_to_the_dispatcher_in_error_mode(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    strict = SlaConfig.model_validate({"calendar": {"uncovered_years": "error"}})
+    router, store = await make_router(await engine_factory(), model, sla=strict)
     late = intake(4, "小区门口路灯不亮，晚上很黑，请尽快维修。",
                   at=datetime(2026, 12, 28, 2, 0, tzinfo=UTC))
     await router.handle(late)
     ticket = await store.by_intake(late.intake_id)
     assert ticket is not None and ticket.handle_by is None
+    assert "2027" in ticket.explanation["deadline"] and not ticket.deadline_provisional
+
+
+async def test_a_deadline_into_2027_is_computed_and_provisional_on_the_order(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    router, store = await make_router(await engine_factory(), model)
+    received = datetime(2026, 12, 29, 2, 0, tzinfo=UTC)      # Tuesday 10:00 in Beijing
+    late = intake(4, "小区门口路灯不亮，晚上很黑，请尽快维修。", at=received)
+    await router.handle(late)
+    ticket = await store.by_intake(late.intake_id)
+    assert ticket is not None and ticket.handle_by is not None
+    assert ticket.deadline_provisional and ticket.deadlines_from == received
+    # Routing keeps deadlining: the limit runs through New Year 2027 on the rules' calendar.
+    assert ticket.handle_by > datetime(2027, 1, 1, tzinfo=UTC)
+    assert "临时期限" in ticket.explanation["deadline"]
     assert "2027" in ticket.explanation["deadline"]
+    # Before December the same demand is final: nothing flagged, no note.
+    early = intake(5, "小区门口路灯不亮，晚上很黑，请尽快维修。",
+                   at=datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    await router.handle(early)
+    final = await store.by_intake(early.intake_id)
+    assert final is not None and not final.deadline_provisional
+    assert "deadline" not in final.explanation
+
+
+@pytest.mark.parametrize("database_factory", ["sqlite"], indirect=True)
+async def test_knowledge_base_answers_are_valid_on_the_beijing_date(engine_factory, model) -> None:  # type: ignore[no-untyped-def]
+    from_new_year = Article(id="hf-2027", title="2027 年起租房提取公积金新规定",
+                            body="自 2027 年 1 月 1 日起，租房提取住房公积金每年可提取两次。",
+                            unit="city.housing_fund", keywords=("公积金", "租房提取"),
+                            valid_from=date(2027, 1, 1))
+    router, store = await make_router(await engine_factory(), model,
+                                         kb=KnowledgeBase([from_new_year]))
+    # 00:30 on January 1 in Beijing is still December 31 in UTC.
+    question = intake(6, "请问租房能提取公积金吗？需要带哪些材料？", title="咨询公积金提取",
+                      at=datetime(2026, 12, 31, 16, 30, tzinfo=UTC))
+    await router.handle(question)
+    ticket = await store.by_intake(question.intake_id)
+    assert ticket is not None and ticket.type is DemandType.consultation
+    assert [a["id"] for a in ticket.explanation["kb"]] == ["hf-2027"]
 
 
 async def test_a_batch_makes_one_ticket_per_intake_in_one_go(engine_factory, model) -> None:  # type: ignore[no-untyped-def]

@@ -101,7 +101,7 @@ def _tables(conn: Connection) -> set[str]:
 async def test_migration_up_and_down(engine_factory: EngineFactory) -> None:
     engine = await engine_factory(migrated=False)
     await migrate(engine)
-    assert await schema_revision(engine) == await head_revision() == "0008"
+    assert await schema_revision(engine) == await head_revision() == "0010"
     async with engine.connect() as conn:
         assert TICKET_TABLES <= await conn.run_sync(_tables)
 
@@ -120,7 +120,7 @@ async def test_migration_up_and_down(engine_factory: EngineFactory) -> None:
     await downgrade(engine)
     assert await schema_revision(engine) is None
     await migrate(engine)  # nothing left behind that blocks the way up
-    assert await schema_revision(engine) == "0008"
+    assert await schema_revision(engine) == "0010"
 
 
 async def test_migration_0003_copies_places_of_earlier_tickets(
@@ -151,6 +151,35 @@ async def test_migration_0003_copies_places_of_earlier_tickets(
             "SELECT number, place_street, place_address FROM tickets ORDER BY number"))).all()
     assert [tuple(r) for r in got] == [("GD202611230001", "幸福街道", "幸福小区3栋"),
                                        ("GD202611230002", None, None)]
+
+
+async def test_migration_0010_keeps_earlier_orders_final(engine_factory: EngineFactory) -> None:
+    """Orders made before 0010 were counted on a known calendar: not provisional, nothing to
+    recount; down again, the columns go."""
+    engine = await engine_factory(migrated=False)
+    await migrate(engine, "0005")
+    now = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO tickets (number, intake_id, acceptance_no, channel, type, urgency,"
+            " status, title, text, location, created_at, updated_at, explanation, extensions,"
+            " supervised) VALUES ('GD20261123000001', :intake_id, '2026112300000001', 'web',"
+            " 'complaint', 'general', 'dispatched', 't', 'x', :location, :now, :now,"
+            " :explanation, 0, false)").bindparams(
+                sa_bindparam("location", type_=TicketRow.__table__.c.location.type),
+                sa_bindparam("explanation", type_=TicketRow.__table__.c.explanation.type),
+                sa_bindparam("now", type_=TicketRow.__table__.c.created_at.type)),
+            {"intake_id": "c" * 32, "location": {}, "explanation": {}, "now": now})
+    await migrate(engine)
+    store = TicketStore(engine)
+    ticket = await store.get("GD20261123000001")
+    assert not ticket.deadline_provisional and ticket.deadlines_from is None
+    assert await store.provisional_open() == []
+    await downgrade(engine, "0005")
+    async with engine.connect() as conn:
+        columns = await conn.run_sync(
+            lambda c: {col["name"] for col in inspect(c).get_columns("tickets")})
+    assert not {"deadline_provisional", "deadlines_from"} & columns
 
 
 async def test_migration_matches_the_models(engine_factory: EngineFactory) -> None:

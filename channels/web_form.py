@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels.intake import Attachment, Channel, Contact, IntakeDraft, Location
+from channels.textcheck import strip_control
 
 # China has one time zone and no daylight saving: the "day" of a submission for the
 # double-click guard is the local calendar day.
@@ -116,9 +117,6 @@ class Limits:
 
 
 # -- phone numbers ------------------------------------------------------------------------
-# Control characters, and lone surrogates (JSON "\\ud800" decodes to one; it cannot be encoded
-# as UTF-8, so it would break the stream payload).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _PHONE_SEPARATORS = re.compile(r"[\s()\-]")
 _MOBILE = re.compile(r"^(?:\+?86|0086)?(1[3-9]\d{9})$")
@@ -158,14 +156,15 @@ def phone_key(raw: str | None) -> str:
 
 
 def clean_text(value: str) -> str:
-    """Drop control characters (NUL breaks PostgreSQL text and log lines) and unify line
-    ends; keep tabs and line breaks."""
-    return _CONTROL.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
+    """Drop unsafe characters (:mod:`channels.textcheck`: NUL breaks PostgreSQL text and log
+    lines, a lone surrogate the stream payload) and unify line ends; keep tabs and line
+    breaks."""
+    return strip_control(value).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def clean_line(value: str) -> str:
     """A single-line field: control characters dropped, line breaks made spaces."""
-    return _LINE_BREAKS.sub(" ", _CONTROL.sub("", value)).strip()
+    return _LINE_BREAKS.sub(" ", strip_control(value)).strip()
 
 
 # -- validation ---------------------------------------------------------------------------

@@ -266,7 +266,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             store=lambda: hot.tickets,
             admin_token=lambda: _secret(hot.config.service.admin_token),
             unit_tokens=lambda: {k: v.get_secret_value()
-                                 for k, v in hot.config.routing.unit_tokens.items()}))
+                                 for k, v in hot.config.routing.unit_tokens.items()},
+            known_units=lambda: {u.id for u in hot.config.units.units}))
         add_kb_routes(app, KbApiDeps(
             sync=lambda: hot.kb,
             admin_token=lambda: _secret(hot.config.service.admin_token),

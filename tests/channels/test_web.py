@@ -615,3 +615,23 @@ async def test_non_utf8_headers_and_names_are_answered_not_crashed(h: Harness) -
         b"Origin: https://\xff\xfe\r\nAccess-Control-Request-Method: POST\r\n\r\n"))
     assert (status, answer["error"]) == (403, "origin_not_allowed")
     await still_accepts(h)
+
+
+async def test_another_citizen_reusing_a_submission_id_gets_their_own_intake(h: Harness) -> None:
+    """``submission_id`` is the page's choice, so a citizen's: it counts per submitter. Before,
+    the second citizen got the first one's number with ``duplicate: true`` and their demand
+    was dropped."""
+    first = await h.post_json(WEB, {**GOOD, "submission_id": "site-9"})
+    other = await h.post_json(WEB, {**GOOD, "phone": "13900139000", "content": "另一位市民的诉求",
+                                    "submission_id": "site-9"})
+    by_mail = await h.post_json(WEB, {"content": "第三位市民", "email": "c@example.cn",
+                                      "submission_id": "site-9"})
+    assert (first[0], other[0], by_mail[0]) == (201, 201, 201)
+    assert other[1]["duplicate"] is False
+    assert len({first[1]["acceptance_no"], other[1]["acceptance_no"],
+                by_mail[1]["acceptance_no"]}) == 3
+    assert [i.text for i in gateway(h).intakes] == [GOOD["content"], "另一位市民的诉求",
+                                                   "第三位市民"]
+    again = await h.post_json(WEB, {**GOOD, "phone": "139 0013 9000", "content": "另一位市民的诉求",
+                                    "submission_id": "site-9"})
+    assert (again[0], again[1]["acceptance_no"]) == (200, other[1]["acceptance_no"])

@@ -125,7 +125,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPException as exc:
         return error_response(exc.status, "http_error", "请求无法处理", {"reason": exc.reason})
     except RequestReadTimeout:
-        client_failure(request, "read_timeout", f"{request.method} {request.path}")
+        # Counted and logged where the deadline passed (hotline.http_server).
         response = error_response(408, "request_timeout", "请求未在规定时间内传完，请重试")
         response.force_close()
         return response

@@ -23,9 +23,18 @@ from __future__ import annotations
 import re
 from typing import Final
 
-UNSAFE: Final = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e"
-    r"\u2066-\u2069]")
+UNSAFE_SCALARS: Final = (r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f"
+                         r"\u202a-\u202e\u2066-\u2069")
+"""The unsafe characters but the lone surrogates, as the inside of a regex character class."""
+UNSAFE: Final = re.compile(f"[{UNSAFE_SCALARS}\\ud800-\\udfff]")
+
+# The same rule as JSON Schema patterns (the OpenAPI document). Lone surrogates are left out:
+# a JSON Schema string is made of Unicode scalar values, which they are not (and schemathesis
+# ignores a pattern that names them).
+SAFE_TEXT_PATTERN: Final = f"^[^{UNSAFE_SCALARS}]*$"
+"""JSON Schema ``pattern``: no unsafe character."""
+FILLED_TEXT_PATTERN: Final = f"^[^{UNSAFE_SCALARS}]*[^\\s{UNSAFE_SCALARS}][^{UNSAFE_SCALARS}]*$"
+"""JSON Schema ``pattern``: no unsafe character, and something besides white space."""
 
 
 def strip_control(text: str) -> str:

@@ -112,15 +112,16 @@ def _require_seat(request: web.Request) -> str:
 
 async def _body(request: web.Request, *required: str) -> dict[str, str]:
     """The action's JSON object (an empty body is ``{}``) through the one body reader; its
-    ``required`` fields non-empty text; every text field free of unsafe characters (they
-    would be echoed in the error naming an unknown reason or department)."""
+    ``required`` fields non-empty text free of unsafe characters (they would be echoed in the
+    error naming an unknown reason or department). Other fields are ignored."""
     raw = await read_body(request, MAX_BODY)
     data = parse_json_object(raw) if raw.strip() else {}
     missing = [k for k in required if not isinstance(data.get(k), str) or not data[k]]
     if missing:
         raise ApiError(422, "invalid_field", f"缺少或无效的字段：{', '.join(missing)}",
                        {"fields": missing})
-    unsafe = sorted(k for k, v in data.items() if isinstance(v, str) and has_control(v))
+    unsafe = [k for k in (*required, "mode") if isinstance(data.get(k), str)
+              and has_control(data[k])]
     if unsafe:
         raise ApiError(422, "invalid_field", f"字段含有控制字符：{', '.join(unsafe)}",
                        {"fields": unsafe})

@@ -35,9 +35,8 @@ async def post_raw(h: Harness, path: str, raw: bytes) -> tuple[int, str, Any]:
     b"[" * 5000 + b"]" * 5000,                                   # RecursionError in json
     b'{"reason": ' + b"[" * 500 + b"]" * 500 + b"}",            # deep, under the recursion limit
     b'{"reason": ' + b"9" * 5000 + b"}",                        # over Python's 4,300 digits
-    b'{"reason": ' + b"9" * 40 + b"}",
     b'{"reason": NaN}',
-], ids=["deep", "deep-in-field", "huge-int", "long-int", "nan"])
+], ids=["deep", "deep-in-field", "huge-int", "nan"])
 async def test_a_body_json_cannot_hold_is_a_400_not_a_500(h: Harness, raw: bytes) -> None:
     status, content_type, body = await post_raw(h, "/api/seats/1001/pause", raw)
     assert (status, content_type, body["error"]) == (400, "application/json", "invalid_json")

@@ -57,6 +57,9 @@ class ApiError(Exception):
         self.details = details or {}
 
 
+REQUEST_TIMEOUT_MESSAGE: Final = "请求未在规定时间内传完，请重试"
+
+
 class RequestReadTimeout(TimeoutError):
     """The request's body did not arrive within the read deadline (set on the body stream by
     :mod:`hotline.http_server`). A ``TimeoutError``: aiohttp's lingering read after the
@@ -126,7 +129,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(exc.status, "http_error", "请求无法处理", {"reason": exc.reason})
     except RequestReadTimeout:
         # Counted and logged where the deadline passed (hotline.http_server).
-        response = error_response(408, "request_timeout", "请求未在规定时间内传完，请重试")
+        response = error_response(408, "request_timeout", REQUEST_TIMEOUT_MESSAGE)
         response.force_close()
         return response
     except web.RequestPayloadError as exc:

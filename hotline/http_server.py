@@ -40,10 +40,12 @@ from aiohttp.web_request import BaseRequest
 
 from hotline.http_errors import (
     CLIENT_EVENTS,
+    REQUEST_TIMEOUT_MESSAGE,
     SERVER_NAME,
     ClientEvents,
     RequestReadTimeout,
     error_response,
+    json_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,8 @@ TIMEOUT_ANSWER = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n"
     b"Connection: close\r\nServer: " + SERVER_NAME.encode() + b"\r\nContent-Length: %d\r\n\r\n"
 )
-_TIMEOUT_BODY = ('{"error": "request_timeout", "message": "请求未在规定时间内传完，请重试", '
-                 '"details": {}}').encode()
+_TIMEOUT_BODY = json_bytes({"error": "request_timeout", "message": REQUEST_TIMEOUT_MESSAGE,
+                            "details": {}})
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,12 @@ class GuardedProtocol(RequestHandler):
         queued = len(self._messages)
         super().data_received(data)
         if len(self._messages) > queued:             # its request line and headers are in
+            broken = self._arriving
+            if broken is not None and not broken.is_eof():
+                # A message while a body is still arriving: the parser gave up inside that
+                # body (a bad chunk) and queued its error. The body's handler would wait for
+                # the rest of it for ever; it answers 400 invalid_body instead.
+                broken.set_exception(web.RequestPayloadError("malformed request body"))
             self._disarm()
             self._arriving = self._messages[-1][1]
             if not self._arriving.is_eof():
@@ -145,6 +151,17 @@ class GuardedProtocol(RequestHandler):
         self.force_close()
 
     # -- low-level errors ---------------------------------------------------------------
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp logs what escapes its connection loop with a traceback. A body that broke
+        or went silent fails again when aiohttp reads past it after the answer: the client's
+        doing, already counted where it was noticed."""
+        if isinstance(kw.get("exc_info"), web.RequestPayloadError | RequestReadTimeout
+                      | ConnectionError):
+            log.debug("after the answer: %r", kw["exc_info"])
+            self.force_close()
+            return
+        super().log_exception(*args, **kw)
+
     def handle_error(self, request: BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

@@ -203,6 +203,28 @@ async def test_a_client_gone_mid_body_is_one_line_counted(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
 
 
+async def test_a_body_that_breaks_midway_is_a_json_400_in_one_line(
+        server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    """A bad chunk after a good one: aiohttp's parser gives up and queues its error behind
+    the request, whose handler then waited for the rest of the body for ever."""
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await server.connect()
+    try:
+        writer.write(b"POST /api/intake/web HTTP/1.1\r\nHost: hotline\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b'5\r\n{"a":\r\n')
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(b"zz\r\nnot a chunk\r\n")
+        answer = await read_all(reader, DEADLINES.body / 2)
+    finally:
+        writer.close()
+    status, headers, body = split(answer)
+    assert status.split()[1] == "400" and json.loads(body)["error"] == "invalid_body"
+    assert server.events.counts["bad_body"] == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
 async def test_the_counts_are_in_the_metrics(server: Server) -> None:
     reader, writer = await server.connect()
     try:

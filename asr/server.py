@@ -59,6 +59,7 @@ REASON_TEXT: dict[str, str] = {
     "bad_length": "帧长度不符合类型 / frame length wrong for its kind",
     "unknown_type": "未知帧类型 / unknown frame kind",
     "truncated": "连接在帧中途断开 / stream cut inside a frame",
+    "reset": "对端异常断开连接 / peer reset the connection",
     "bad_dtmf": "无效的 DTMF 帧 / invalid DTMF frame",
     "internal_error": "服务内部错误 / internal error (see the traceback)",
 }
@@ -189,6 +190,10 @@ class AudioSocketServer:
                     raise _Refused("capacity", f"{uuid}: {exc}") from None
             except _Refused as refused:
                 self.stats.rejected[refused.reason] += 1
+                if refused.reason == "reset":
+                    log.info("音频流在 UUID 前断开 / AudioSocket peer reset before its UUID: "
+                             "peer=%s %s", peer, refused.detail)
+                    return
                 log.warning("拒绝音频流 / AudioSocket stream refused: %s (%s) peer=%s %s",
                             REASON_TEXT.get(refused.reason, refused.reason), refused.reason,
                             peer, refused.detail)
@@ -210,7 +215,7 @@ class AudioSocketServer:
         level = logging.INFO if reason in NORMAL_ENDS else logging.WARNING
         log.log(level, "音频流结束 / stream %s of call %s ended: %s (%s) %s", uuid,
                 call.linkedid, REASON_TEXT.get(reason, reason), reason, detail)
-        if reason not in ("hangup", "eof"):
+        if reason not in ("hangup", "eof", "reset"):
             await self._hang_up(reader, writer)
 
     async def _read_uuid(self, reader: asyncio.StreamReader) -> str:
@@ -221,6 +226,8 @@ class AudioSocketServer:
             raise _Refused("uuid_timeout") from None
         except FrameError as exc:
             raise _Refused(exc.reason, str(exc)) from None
+        except ConnectionError as exc:
+            raise _Refused("reset", type(exc).__name__) from None
         if first is None:
             raise _Refused("empty")
         if first.kind != Kind.UUID:
@@ -254,6 +261,11 @@ class AudioSocketServer:
                 return "idle", f"{self._cfg.idle_seconds:g} s"
             except FrameError as exc:
                 return exc.reason, str(exc)
+            except ConnectionError as exc:
+                # A peer that resets the socket (a crashed or restarted Asterisk, a NAT that
+                # dropped the flow) is not a server error: the stream ends like at EOF, its
+                # audio finished, one line and a count instead of a traceback.
+                return "reset", type(exc).__name__
             if frame is None:
                 return "eof", ""
             rate = frame.sample_rate

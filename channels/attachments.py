@@ -12,6 +12,7 @@ File I/O runs in threads (``asyncio.to_thread``): the event loop never waits for
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import hashlib
 import os
@@ -26,6 +27,7 @@ from urllib.parse import unquote
 
 from channels.errors import ChannelError
 from channels.intake import Attachment
+from channels.textcheck import has_control, strip_control
 
 CHUNK_BYTES = 64 * 1024
 MiB = 1024 * 1024
@@ -36,8 +38,9 @@ EXTENSION_TYPES: dict[str, str] = {
     "webp": "image/webp", "pdf": "application/pdf", "mp3": "audio/mpeg", "wav": "audio/wav",
     "mp4": "video/mp4", "txt": "text/plain",
 }
-# Control characters, and the lone surrogates aiohttp makes of bytes that are not UTF-8.
-_NAME_JUNK = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# Line breaks and tabs, which a file name has no use for either (the rest of the unsafe
+# characters, bidi overrides included, are channels.textcheck's).
+_NAME_BREAKS = re.compile(r"[\t\n\r]")
 _MIME = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+*-]+$")
 
 
@@ -58,15 +61,18 @@ class TooLarge(ValueError):
 
 
 def safe_name(filename: str | None) -> str:
-    """The base name only (no directories, percent-encoding undone), without control
-    characters, at most 255 characters; "附件" when nothing is left."""
+    """The base name only (no directories, percent-encoding undone), without unsafe
+    characters (:mod:`channels.textcheck`: controls, the lone surrogates aiohttp makes of bytes
+    that are not UTF-8, and bidi overrides: ``invoice\\u202efdp.exe`` shows as
+    ``invoiceexe.pdf``), at most 255 characters; "附件" when nothing is left."""
     name = filename or ""
     if "%" in name:
         # Browsers send UTF-8 as is; some clients (aiohttp, curl scripts) percent-encode it.
         with contextlib.suppress(UnicodeDecodeError):
             name = unquote(name, errors="strict")
     name = unicodedata.normalize("NFC", name)
-    name = _NAME_JUNK.sub("", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _NAME_BREAKS.sub("", strip_control(base)).strip()
     return name[-255:] if name else "附件"
 
 
@@ -81,9 +87,36 @@ def resolve_type(declared: str | None, name: str) -> str:
     return mime
 
 
+class PlainTextCheck:
+    """Whether an upload declared ``text/plain`` is text: UTF-8 (a BOM allowed) or GB18030
+    (what Windows Notepad in China saves), holding no unsafe character
+    (:mod:`channels.textcheck`; a binary file has NUL bytes). Fed chunk by chunk, so the file
+    is never held whole."""
+
+    def __init__(self) -> None:
+        self._decoders = {name: codecs.getincrementaldecoder(name)()
+                          for name in ("utf-8-sig", "gb18030")}
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        """Decode the next ``chunk`` (``final``: the end of the file)."""
+        for name, decoder in list(self._decoders.items()):
+            try:
+                text = decoder.decode(chunk, final)
+            except UnicodeDecodeError:
+                text = "\x00"
+            if has_control(text):
+                del self._decoders[name]
+
+    @property
+    def is_text(self) -> bool:
+        """Still text in at least one of the encodings?"""
+        return bool(self._decoders)
+
+
 def content_matches(mime: str, head: bytes) -> bool:
     """Whether the first bytes fit the type, for the types that have a signature (a file
-    renamed to .jpg is refused rather than stored as an image)."""
+    renamed to .jpg is refused rather than stored as an image). ``text/plain`` is checked
+    over the whole file (:class:`PlainTextCheck`)."""
     if mime == "image/jpeg":
         return head.startswith(b"\xff\xd8\xff")
     if mime == "image/png":
@@ -163,6 +196,7 @@ class AttachmentStore:
         digest = hashlib.sha256()
         size = 0
         head = b""
+        text = PlainTextCheck() if content_type == "text/plain" else None
         try:
             while chunk := await read_chunk(CHUNK_BYTES):
                 size += len(chunk)
@@ -176,8 +210,11 @@ class AttachmentStore:
                 if len(head) < 16:
                     head += chunk[:16]
                 digest.update(chunk)
-                await asyncio.to_thread(handle.write, chunk)
-            if not content_matches(content_type, head):
+                await asyncio.to_thread(_write_chunk, handle, chunk, text)
+            if text is not None:
+                text.feed(b"", final=True)
+            if not content_matches(content_type, head) or (text is not None
+                                                           and not text.is_text):
                 raise AttachmentRejected(
                     415, "attachment_type_mismatch",
                     f"附件“{name}”的内容与声明的类型（{content_type}）不符",
@@ -240,6 +277,14 @@ class AttachmentStore:
         await asyncio.to_thread(_move_into_place, staged.temp_path, final)
         return Attachment(name=staged.name, content_type=staged.content_type,
                           size=staged.size, sha256=staged.sha256, stored_path=str(final))
+
+
+def _write_chunk(handle: IO[bytes], chunk: bytes, text: PlainTextCheck | None) -> None:
+    # Decoding runs in the worker thread with the write: a 10 MB file is not decoded on the
+    # event loop.
+    if text is not None:
+        text.feed(chunk)
+    handle.write(chunk)
 
 
 def _open_temp(path: Path) -> IO[bytes]:

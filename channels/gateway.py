@@ -57,5 +57,6 @@ class IntakeGateway(Protocol):
 
     async def lookup(self, channel: Channel, external_id: str) -> str | None:
         """The acceptance number already given to ``channel`` + ``external_id`` (mail threads
-        look up the Message-IDs in In-Reply-To / References), or None."""
+        look up the Message-IDs in In-Reply-To / References), or None. Not for ``web``, whose
+        key also names the submitter (:attr:`channels.intake.IntakeDraft.idempotency_key`)."""
         ...

@@ -4,12 +4,14 @@ A channel adapter builds an :class:`IntakeDraft` (what the citizen sent, where f
 gateway (:class:`channels.gateway.IntakeGateway`) gives it an ``intake_id`` and an acceptance
 number (受理编号) and puts it durably in the intake stream, turning it into an :class:`Intake`.
 
-``channel`` + ``external_id`` is the idempotency key: a re-submitted form, a re-fetched mail or
-a retried app call carries the same external id and yields the same intake.
+``channel`` + ``external_id`` (+ the submitter, for the website form) is the idempotency key:
+a re-submitted form, a re-fetched mail or a retried app call carries the same external id and
+yields the same intake.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -96,7 +98,20 @@ class IntakeDraft(_Frozen):
 
     @property
     def idempotency_key(self) -> str:
-        """``channel:external_id``: equal keys are one intake."""
+        """Equal keys are one intake: ``channel:external_id``, and for the website form
+        ``web:<submitter>:external_id``.
+
+        The website's ``submission_id`` is chosen by the page, that is by whoever posts the
+        form: a second citizen sending the same id was told the first one's acceptance number
+        ("duplicate") and their own demand was dropped. So a web id counts only for the same
+        submitter (phone and e-mail, hashed: key names show up in Redis tooling). The other
+        channels' ids are not anyone's choice: ``app`` is ``<app id>:<request id>`` (the app
+        is authenticated by its signature), ``mail`` the Message-ID (or a hash of the whole
+        message), ``phone`` and ``voicemail`` Asterisk's Linkedid / mailbox message id."""
+        if self.channel == "web":
+            who = f"{self.contact.phone or ''}\x1f{self.contact.email or ''}"
+            digest = hashlib.sha256(who.encode()).hexdigest()[:16]
+            return f"web:{digest}:{self.external_id}"
         return f"{self.channel}:{self.external_id}"
 
 

@@ -50,6 +50,7 @@ from channels.mail_text import (
     html_to_text,
     raw_header_text,
 )
+from channels.textcheck import strip_control
 from config.channels import MailConfig
 
 SkipReason = Literal["auto_reply", "bounce", "delivery_report", "bulk", "loop", "mail_bomb"]
@@ -275,7 +276,9 @@ _MIME_TYPE: Final = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,60}/[a-z0-9][a-z0-9.+*-]
 
 
 def _safe_name(name: str | None, index: int) -> str:
-    cleaned = _UNSAFE_NAME.sub("_", name or "").strip(" .")
+    # Bidi overrides and the rest of channels.textcheck's unsafe characters go first:
+    # "invoice\u202efdp.exe" would read as "invoiceexe.pdf".
+    cleaned = _UNSAFE_NAME.sub("_", strip_control(name or "")).strip(" .")
     if not cleaned:
         return f"附件{index}"
     if len(cleaned) > 255:      # keep the extension

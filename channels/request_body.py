@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.http_errors import ApiError
+from hotline.http_errors import ApiError, json_bytes
 
 # JSON bodies carry no files: 1 MiB is far above the longest allowed text (100,000 characters
 # of CJK escaped as \\uXXXX is 600 KB) and far below what would hurt.
@@ -48,19 +48,48 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+# No body any endpoint takes nests deeper than 3; 32 leaves room for clients that wrap. json
+# itself stops only near the interpreter's recursion limit, with a RecursionError.
+MAX_JSON_DEPTH = 32
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")       # NaN, Infinity: Python's extension, not RFC 8259
+
+
+def _too_deep(data: Any) -> bool:
+    """Does ``data`` nest deeper than :data:`MAX_JSON_DEPTH` (walked without recursion)?"""
+    level: list[Any] = [data]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [child for item in level if isinstance(item, dict | list)
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return any(isinstance(item, dict | list) for item in level)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object (400 ``invalid_json`` otherwise)."""
+    """The body as a JSON object; 400 ``invalid_json`` for anything else: not JSON, not UTF-8,
+    nested deeper than :data:`MAX_JSON_DEPTH`, an integer of more than 4,300 digits (Python's
+    own limit, CVE-2020-10735: a ValueError, which the seat actions' reader let through as a
+    500), ``NaN``/``Infinity``."""
     try:
-        data = json.loads(raw) if raw else None
-    except (ValueError, RecursionError):      # JSONDecodeError, bad UTF-8, deep nesting
-        raise ApiError(400, "invalid_json", "提交内容不是合法的 JSON") from None
+        data = json.loads(raw, parse_constant=_no_constant) if raw else None
+    except RecursionError:
+        raise _invalid_json("JSON 嵌套层数过多", {"max_depth": MAX_JSON_DEPTH}) from None
+    except ValueError:       # JSONDecodeError, bad UTF-8, over 4,300 digits, NaN
+        raise _invalid_json("提交内容不是合法的 JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "提交内容必须是 JSON 对象")
+    # Cheap bound first: fewer brackets than the limit cannot nest past it.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(data):
+        raise _invalid_json("JSON 嵌套层数过多", {"max_depth": MAX_JSON_DEPTH})
     return data
+
+
+def _invalid_json(message: str, details: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(400, "invalid_json", message, details)
 
 
 def json_response(data: dict[str, Any], status: int = 200,
                   headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, headers=headers,
-                        text=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-                        content_type="application/json")
+    return web.Response(status=status, headers=headers, body=json_bytes(data, compact=True),
+                        content_type="application/json", charset="utf-8")

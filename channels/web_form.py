@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels.intake import Attachment, Channel, Contact, IntakeDraft, Location
+from channels.textcheck import FILLED_TEXT_PATTERN, UNSAFE_SCALARS, strip_control
 
 # China has one time zone and no daylight saving: the "day" of a submission for the
 # double-click guard is the local calendar day.
@@ -43,6 +44,16 @@ PHONE_FORMAT = "联系电话格式不正确：请填写 11 位手机号码，或
 
 _ID = r"^[A-Za-z0-9_.:-]+$"
 ShortText = Annotated[str, Field(max_length=50)]
+# What the OpenAPI document promises, as strict as the checks below (schemathesis sends what
+# it allows and fails a 422 for it): the canonical phone forms (the check also takes
+# full-width digits and separators), the defaults of web.max_text_chars / max_title_chars.
+PHONE_PATTERN = (r"^(?:(?:\+?86|0086)?1[3-9][0-9]{9}|0(?:[12][0-9]|[3-9][0-9]{2})-?[0-9]{7,8}"
+                 r"|[2-9][0-9]{6,7})$")
+# Documented without the lone surrogates the check below also refuses (see textcheck).
+_EMAIL_LOCAL = r'@\s<>()\[\],;:"' + UNSAFE_SCALARS
+_EMAIL_PATTERN = rf"^[^{_EMAIL_LOCAL}]{{1,64}}@[A-Za-z0-9\-.]+\.[A-Za-z]{{2,}}$"
+DOCUMENTED_MAX_TEXT = 5000
+DOCUMENTED_MAX_TITLE = 100
 
 
 class IntakeFields(BaseModel):
@@ -53,14 +64,18 @@ class IntakeFields(BaseModel):
                               str_strip_whitespace=True)
 
     name: ShortText | None = Field(None, description="姓名（可匿名）")
-    phone: Annotated[str, Field(max_length=32)] | None = Field(
+    phone: Annotated[str, Field(max_length=32, json_schema_extra={
+        "pattern": PHONE_PATTERN})] | None = Field(
         None, description="联系电话：手机 13800138000，或座机 0571-88888888", examples=[
             "13800138000"])
-    email: Annotated[str, Field(max_length=254)] | None = Field(None, description="电子邮箱")
-    title: Annotated[str, Field(max_length=500)] | None = Field(
-        None, description="标题（最长见 channels.yaml web.max_title_chars）")
-    content: Annotated[str, Field(min_length=1, max_length=100_000)] = Field(
-        description="诉求内容（必填，最长见 channels.yaml web.max_text_chars）")
+    email: Annotated[str, Field(max_length=254, json_schema_extra={
+        "pattern": _EMAIL_PATTERN})] | None = Field(None, description="电子邮箱")
+    title: Annotated[str, Field(max_length=500, json_schema_extra={
+        "maxLength": DOCUMENTED_MAX_TITLE})] | None = Field(
+        None, description="标题（最长见 channels.yaml web.max_title_chars，缺省 100）")
+    content: Annotated[str, Field(min_length=1, max_length=100_000, json_schema_extra={
+        "maxLength": DOCUMENTED_MAX_TEXT, "pattern": FILLED_TEXT_PATTERN})] = Field(
+        description="诉求内容（必填，最长见 channels.yaml web.max_text_chars，缺省 5000）")
     district: ShortText | None = Field(None, description="所在区县")
     street: ShortText | None = Field(None, description="街道（乡镇）")
     address: Annotated[str, Field(max_length=300)] | None = Field(None, description="详细地址")
@@ -68,6 +83,10 @@ class IntakeFields(BaseModel):
 
 class WebIntakeForm(IntakeFields):
     """``POST /api/intake/web``: the city website's form. Phone or e-mail is required."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+        {"required": ["email"], "properties": {"email": {"type": "string"}}}]})
 
     submission_id: Annotated[str, Field(min_length=1, max_length=128, pattern=_ID)] | None = \
         Field(None, description="网站表单编号；同一编号重复提交只受理一次。缺省时按电话、"
@@ -116,16 +135,13 @@ class Limits:
 
 
 # -- phone numbers ------------------------------------------------------------------------
-# Control characters, and lone surrogates (JSON "\\ud800" decodes to one; it cannot be encoded
-# as UTF-8, so it would break the stream payload).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _PHONE_SEPARATORS = re.compile(r"[\s()\-]")
 _MOBILE = re.compile(r"^(?:\+?86|0086)?(1[3-9]\d{9})$")
 # Area code: 010 and 02x have three digits, the others four; the local number 7 or 8.
 _LANDLINE = re.compile(r"^(0(?:[12]\d|[3-9]\d\d))(\d{7,8})$")
 _LOCAL = re.compile(r"^[2-9]\d{6,7}$")
-_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\ud800-\udfff]{1,64}@[A-Za-z0-9\-.]+\.[A-Za-z]{2,}$")
+_EMAIL = re.compile(rf"^[^{_EMAIL_LOCAL}\ud800-\udfff]{{1,64}}@[A-Za-z0-9\-.]+\.[A-Za-z]{{2,}}$")
 _NOT_DIGIT = re.compile(r"[^0-9]")
 
 
@@ -158,14 +174,15 @@ def phone_key(raw: str | None) -> str:
 
 
 def clean_text(value: str) -> str:
-    """Drop control characters (NUL breaks PostgreSQL text and log lines) and unify line
-    ends; keep tabs and line breaks."""
-    return _CONTROL.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
+    """Drop unsafe characters (:mod:`channels.textcheck`: NUL breaks PostgreSQL text and log
+    lines, a lone surrogate the stream payload) and unify line ends; keep tabs and line
+    breaks."""
+    return strip_control(value).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def clean_line(value: str) -> str:
     """A single-line field: control characters dropped, line breaks made spaces."""
-    return _LINE_BREAKS.sub(" ", _CONTROL.sub("", value)).strip()
+    return _LINE_BREAKS.sub(" ", strip_control(value)).strip()
 
 
 # -- validation ---------------------------------------------------------------------------

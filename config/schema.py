@@ -165,6 +165,11 @@ class ServiceConfig(_Section):
     agent_tokens: dict[Extension, Annotated[SecretStr, AfterValidator(_agent_token)]] = {}
     timezone: str = "Asia/Shanghai"
     shutdown_grace_seconds: Seconds = 10.0
+    # Seconds an HTTP request may take to arrive, from its first byte: its line and headers,
+    # and the whole request with its body (a 20 MB attachment at 2 Mbit/s takes 80 s).
+    # Without them, clients sending a byte every 3 s held their sockets without end.
+    http_header_timeout_seconds: Seconds = 10.0
+    http_body_timeout_seconds: Seconds = 120.0
 
     @field_validator("timezone")
     @classmethod

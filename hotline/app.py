@@ -41,6 +41,7 @@ from hotline.call_store import CallStore
 from hotline.call_writer import CallWriter, from_row
 from hotline.db import migrate, open_engine
 from hotline.http_api import ApiDeps, build_app
+from hotline.http_server import HotlineRunner, ReadDeadlines
 from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
@@ -326,7 +327,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             store=lambda: hot.tickets,
             admin_token=lambda: _secret(hot.config.service.admin_token),
             unit_tokens=lambda: {k: v.get_secret_value()
-                                 for k, v in hot.config.routing.unit_tokens.items()}))
+                                 for k, v in hot.config.routing.unit_tokens.items()},
+            known_units=lambda: {u.id for u in hot.config.units.units}))
         add_kb_routes(app, KbApiDeps(
             sync=lambda: hot.kb,
             admin_token=lambda: _secret(hot.config.service.admin_token),
@@ -336,7 +338,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
                                   for k, v in hot.config.service.agent_tokens.items()},
             known_units=lambda: {u.id for u in hot.config.units.units}))
         add_openapi_route(app)
-        runner = web.AppRunner(app, access_log=None)
+        runner = HotlineRunner(app, deadlines=ReadDeadlines(
+            svc.http_header_timeout_seconds, svc.http_body_timeout_seconds))
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, svc.http_host, svc.http_port)

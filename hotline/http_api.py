@@ -10,7 +10,6 @@ Prometheus; everything under ``/api`` needs a token.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +21,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from channels.answers import accepted_response
 from channels.phone import PhoneIntake, PhoneIntakeError, parse_summary
 from channels.request_body import parse_json_object, read_body
+from channels.textcheck import has_control
 from config.errors import ConfigError
-from hotline.http_errors import ApiError, error_middleware
+from hotline.http_errors import (
+    CLIENT_EVENTS,
+    ApiError,
+    ClientEvents,
+    error_middleware,
+    json_bytes,
+    server_header,
+)
 from telephony.calls import CallTracker
 from telephony.errors import AmiActionFailed, AmiActionLost, AmiNotConnected, AmiTimeout
 from telephony.link import AmiLink, LinkState
@@ -71,8 +78,8 @@ DEPS = web.AppKey("deps", ApiDeps)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data, ensure_ascii=False, default=str),
-                        content_type="application/json")
+    return web.Response(status=status, body=json_bytes(data), content_type="application/json",
+                        charset="utf-8")
 
 
 def authenticate(request: web.Request) -> Principal:
@@ -106,18 +113,20 @@ def _require_seat(request: web.Request) -> str:
 
 
 async def _body(request: web.Request, *required: str) -> dict[str, str]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "payload_too_large", "请求体过大")
-    try:
-        data = json.loads(await request.text() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "请求体不是合法的 JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "请求体必须是 JSON 对象")
+    """The action's JSON object (an empty body is ``{}``) through the one body reader; its
+    ``required`` fields non-empty text free of unsafe characters (they would be echoed in the
+    error naming an unknown reason or department). Other fields are ignored."""
+    raw = await read_body(request, MAX_BODY)
+    data = parse_json_object(raw) if raw.strip() else {}
     missing = [k for k in required if not isinstance(data.get(k), str) or not data[k]]
     if missing:
         raise ApiError(422, "invalid_field", f"缺少或无效的字段：{', '.join(missing)}",
                        {"fields": missing})
+    unsafe = [k for k in (*required, "mode") if isinstance(data.get(k), str)
+              and has_control(data[k])]
+    if unsafe:
+        raise ApiError(422, "invalid_field", f"字段含有控制字符：{', '.join(unsafe)}",
+                       {"fields": unsafe})
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
@@ -281,6 +290,10 @@ def build_app(deps: ApiDeps) -> web.Application:
     """The aiohttp application (no side effects until it is run)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[DEPS] = deps
+    events = ClientEvents()
+    deps.registry.register(events)
+    app[CLIENT_EVENTS] = events
+    app.on_response_prepare.append(server_header)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -1,22 +1,48 @@
-"""HTTP error bodies: a stable ``error`` code, a Chinese ``message`` and ``details``."""
+"""HTTP error bodies: a stable ``error`` code, a Chinese ``message`` and ``details``; and what
+the service does when a request fails on the client's side.
+
+A client that goes away mid-request, sends a request the HTTP parser cannot read or takes
+too long to send it is not a server error: one log line (no traceback), counted in
+``hotline_http_client_failures_total{kind}`` (:class:`ClientEvents`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, Final
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
+SERVER_NAME: Final = "hotline"
+"""The ``Server`` header of every answer: no product versions for a scanner to match."""
+
+
+def json_bytes(data: Any, *, compact: bool = False) -> bytes:
+    """``data`` as UTF-8 JSON, Chinese kept readable. A lone surrogate (echoed from a request:
+    JSON ``"\\ud800"`` decodes to one) cannot be UTF-8: such a document is written with
+    ``\\u`` escapes instead, still valid JSON that gives the client back what it sent."""
+    separators = (",", ":") if compact else None
+    text = json.dumps(data, ensure_ascii=False, default=str, separators=separators)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(data, ensure_ascii=True, default=str, separators=separators).encode()
+
 
 def error_response(status: int, code: str, message: str,
-                   details: dict[str, Any] | None = None) -> web.Response:
+                   details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
     """A JSON error every client can rely on: ``{"error", "message", "details"}``."""
     body = {"error": code, "message": message, "details": details or {}}
-    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False),
-                        content_type="application/json")
+    return web.Response(status=status, body=json_bytes(body), headers=headers,
+                        content_type="application/json", charset="utf-8")
 
 
 class ApiError(Exception):
@@ -31,6 +57,57 @@ class ApiError(Exception):
         self.details = details or {}
 
 
+REQUEST_TIMEOUT_MESSAGE: Final = "请求未在规定时间内传完，请重试"
+
+
+class RequestReadTimeout(TimeoutError):
+    """The request's body did not arrive within the read deadline (set on the body stream by
+    :mod:`hotline.http_server`). A ``TimeoutError``: aiohttp's lingering read after the
+    answer then stops quietly instead of logging it."""
+
+
+CLIENT_FAILURES: Final[dict[str, str]] = {
+    "disconnected": "客户端在请求完成前断开 / client went away mid-request",
+    "bad_request": "HTTP 请求格式有误 / HTTP request the parser refused",
+    "bad_body": "请求体编码有误 / malformed request body (chunked or compressed)",
+    "read_timeout": "请求未在时限内传完 / request not received within the read deadline",
+}
+
+
+class ClientEvents(Collector):
+    """Counts requests that failed on the client's side, and logs each in one line."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def note(self, kind: str, peer: str | None, detail: str = "") -> None:
+        """Count one failure of ``kind`` (a key of :data:`CLIENT_FAILURES`) from ``peer``."""
+        self.counts[kind] += 1
+        log.info("HTTP 客户端失败 / client-side HTTP failure: %s (%s) peer=%s %s",
+                 CLIENT_FAILURES[kind], kind, peer or "?", detail)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "hotline_http_client_failures",
+            "Requests failed on the client's side (not server errors), by kind",
+            labels=["kind"])
+        for kind in CLIENT_FAILURES:
+            family.add_metric([kind], float(self.counts[kind]))
+        yield family
+
+
+CLIENT_EVENTS = web.AppKey("client_events", ClientEvents)
+
+
+def client_failure(request: web.Request, kind: str, detail: str = "") -> None:
+    """Note a client-side failure of ``request`` (counted when the app has a counter)."""
+    events = request.app.get(CLIENT_EVENTS)
+    if events is None:
+        log.info("HTTP 客户端失败 / client-side HTTP failure: %s peer=%s", kind, request.remote)
+    else:
+        events.note(kind, request.remote, detail)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every failure leaves as the documented JSON error; the service keeps running."""
@@ -42,14 +119,42 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPNotFound:
         return error_response(404, "not_found", "请求的地址不存在")
     except web.HTTPMethodNotAllowed as exc:
+        allowed = sorted(exc.allowed_methods)
+        # RFC 9110 §15.5.6: a 405 "MUST generate an Allow header field".
         return error_response(405, "method_not_allowed", "不支持该请求方法",
-                              {"allowed": sorted(exc.allowed_methods)})
+                              {"allowed": allowed}, headers={"Allow": ", ".join(allowed)})
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "payload_too_large", "请求体过大")
     except web.HTTPException as exc:
         return error_response(exc.status, "http_error", "请求无法处理", {"reason": exc.reason})
+    except RequestReadTimeout:
+        # Counted and logged where the deadline passed (hotline.http_server).
+        response = error_response(408, "request_timeout", REQUEST_TIMEOUT_MESSAGE)
+        response.force_close()
+        return response
+    except web.RequestPayloadError as exc:
+        client_failure(request, "bad_body", f"{request.method} {request.path}: {exc}")
+        return error_response(400, "invalid_body", "请求体编码有误")
+    except ConnectionError:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            return _bug(request)        # e.g. a refused connection to a backend
+        # The client closed the connection while its body was being read (aiohttp sets
+        # ConnectionResetError("Connection lost") on the body stream): nobody will read an
+        # answer, and it is not the service's fault.
+        client_failure(request, "disconnected", f"{request.method} {request.path}")
+        return error_response(400, "client_disconnected", "客户端已断开")
     except Exception:
-        # A bug, not the client's fault: logged with its traceback; the client still gets
-        # the documented error body and the service keeps running.
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "服务器内部错误，请稍后重试")
+        return _bug(request)
+
+
+def _bug(request: web.Request) -> web.Response:
+    # A bug, not the client's fault: logged with its traceback; the client still gets the
+    # documented error body and the service keeps running.
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(500, "internal_error", "服务器内部错误，请稍后重试")
+
+
+async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: replace aiohttp's ``Server: Python/3.x aiohttp/3.y``."""
+    response.headers["Server"] = SERVER_NAME

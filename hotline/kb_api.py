@@ -74,6 +74,24 @@ def _article_id(request: web.Request) -> str:
     return article_id
 
 
+def _unit_query(request: web.Request) -> str | None:
+    """``?unit=``: a unit id (at most 64 characters, no unsafe characters) or ``None``."""
+    unit = request.query.get("unit") or None
+    if unit is not None and (len(unit) > 64 or has_control(unit)):
+        raise ApiError(422, "invalid_field", "unit 须为单位编号", {"fields": ["unit"]})
+    return unit
+
+
+def _unsafe_fields(body: dict[str, Any]) -> list[str]:
+    """Fields holding unsafe text, in a string or in a list of strings (``keywords``): NUL
+    and lone surrogates would reach PostgreSQL, which refuses them (a 500 before)."""
+    def unsafe(value: Any) -> bool:
+        if isinstance(value, str):
+            return has_control(value)
+        return isinstance(value, list) and any(unsafe(item) for item in value)
+    return sorted(k for k, v in body.items() if unsafe(v))
+
+
 def article_json(article: Article) -> dict[str, Any]:
     """An article as the API shows it."""
     return article.model_dump(mode="json")
@@ -92,15 +110,15 @@ async def search(request: web.Request) -> web.Response:
     if not 1 <= limit <= 20:
         raise ApiError(422, "invalid_field", "limit 须在 1 到 20 之间", {"fields": ["limit"]})
     kb = sync.kb or await sync.refresh()
-    hits = kb.search(question, on=request.app[KB_API].today(),
-                     unit=request.query.get("unit") or None, limit=limit)
+    hits = kb.search(question, on=request.app[KB_API].today(), unit=_unit_query(request),
+                     limit=limit)
     return no_store_json({"hits": [{"article": article_json(h.article), "score": h.score,
                             "matched": list(h.matched)} for h in hits]})
 
 
 async def list_articles(request: web.Request) -> web.Response:
     who = _who(request)
-    unit = who.name if who.role == "unit" else (request.query.get("unit") or None)
+    unit = who.name if who.role == "unit" else _unit_query(request)
     articles = await _sync(request).store.all(unit)
     return no_store_json({"articles": [article_json(a) for a in articles]})
 
@@ -117,11 +135,13 @@ async def put_article(request: web.Request) -> web.Response:
         if body.get("unit", who.name) != who.name:
             raise ApiError(403, "forbidden", "只能维护本单位的知识条目")
         body["unit"] = who.name
-    elif body.get("unit") not in request.app[KB_API].known_units():
+    elif not isinstance(unit := body.get("unit"), str) \
+            or unit not in request.app[KB_API].known_units():
+        # isinstance first: a list or an object is not hashable (a TypeError, a 500 before).
         raise ApiError(422, "invalid_field", "unit 须为 units.yaml 中的单位", {"fields": ["unit"]})
-    bad = [k for k, v in body.items() if isinstance(v, str) and has_control(v)]
+    bad = _unsafe_fields(body)
     if bad:
-        raise ApiError(422, "invalid_field", "字段含有控制字符", {"fields": sorted(bad)})
+        raise ApiError(422, "invalid_field", "字段含有控制字符", {"fields": bad})
     try:
         article = Article.model_validate(body | {"id": article_id})
     except ValidationError as exc:

@@ -1,8 +1,10 @@
-"""Structured logging (structlog) with phone numbers masked everywhere.
+"""Structured logging (structlog) with phone numbers and secrets masked everywhere.
 
-The composition root calls :func:`configure_logging` once. structlog events and plain
-``logging`` records (panoramisk, aiohttp, SQLAlchemy ...) go through the same handler and the
-same processors, so a citizen's number never reaches the log unmasked, whoever logs it.
+The composition root calls :func:`configure_logging` once. structlog events, plain
+``logging`` records (panoramisk, aiohttp, SQLAlchemy ...) and Python warnings (aiohttp warns
+about a malformed ``Content-Disposition`` by quoting it, file name and all) go through the
+same handler and the same processors, so a citizen's number or a bearer token never reaches
+the log unmasked, whoever logs it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,21 @@ _FIELD_IN_TEXT = re.compile(
 )
 _DIGIT_RUN = re.compile(r"\+?\d{7,}")
 
+SECRET_MASK = "***"
+# Names of secrets: a token, secret, password, API key, signature or Authorization header, also
+# as the end of a longer name (admin_token, ami-secret, X-Signature).
+_SECRET_NAME = r"(?:[a-z0-9]+[_-])*(?:tokens?|secret|password|passwd|api[_-]?key|authorization|signature)"
+# "Bearer <token>" wherever it appears (an aiohttp parser error quotes the header line).
+_BEARER = re.compile(r"(?i)(?<![a-z])(?P<scheme>bearer|basic)\s+(?P<value>[^\s'\",;]+)")
+# A secret-named field in free text: "Secret: x", "admin_token=x", "'password': 'x'".
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)(?<![a-z0-9])(?P<key>" + _SECRET_NAME + r")['\"]?\s*[:=]\s*['\"]?"
+    r"(?:(?:bearer|basic)\s+)?(?P<value>[^\s'\",;&}]+)")
+# The password of a URL: postgresql://user:password@host/db.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<value>[^@\s/]+)(?=@)",
+                           re.IGNORECASE)
+_SECRET_FIELD = re.compile(r"(?i)" + _SECRET_NAME)
+
 
 def _mask_digits(raw: str) -> str:
     """Keep the first 3 and last 4 digits (2 and 2 for numbers shorter than 11 digits, so a
@@ -75,19 +92,50 @@ def _mask_field_in_text(match: re.Match[str]) -> str:
     return whole[: start - offset] + _mask_digits(match.group("digits")) + whole[end - offset :]
 
 
+def _mask_group(name: str) -> Any:
+    def replace(match: re.Match[str]) -> str:
+        start, end = match.span(name)
+        whole, offset = match.group(0), match.start()
+        return whole[: start - offset] + SECRET_MASK + whole[end - offset :]
+    return replace
+
+
+def mask_secrets(text: str) -> str:
+    """Mask bearer tokens, secret-named fields and URL passwords in free text.
+
+    >>> mask_secrets("Authorization: Bearer s3cr3t-token, Secret: hotline")
+    'Authorization: Bearer ***, Secret: ***'
+    """
+    text = _BEARER.sub(_mask_group("value"), text)
+    text = _SECRET_IN_TEXT.sub(_mask_group("value"), text)
+    return _URL_PASSWORD.sub(_mask_group("value"), text)
+
+
 def mask_text(text: str) -> str:
-    """Mask every phone number recognisable in free text.
+    """Mask every phone number and secret (:func:`mask_secrets`) recognisable in free text.
 
     >>> mask_text("来电 13800138000, 回拨 010-12345678")
     '来电 138****8000, 回拨 010****5678'
     """
     text = _MOBILE.sub(_mask_mobile, text)
     text = _LANDLINE.sub(lambda m: _mask_digits(m.group(0)), text)
-    return _FIELD_IN_TEXT.sub(_mask_field_in_text, text)
+    return mask_secrets(_FIELD_IN_TEXT.sub(_mask_field_in_text, text))
 
 
 def _is_phone_field(key: object) -> bool:
     return isinstance(key, str) and key.lower().replace("_", "").replace("-", "") in PHONE_FIELDS
+
+
+def _is_secret_field(key: object) -> bool:
+    return isinstance(key, str) and _SECRET_FIELD.fullmatch(key) is not None
+
+
+def _mask_entry(key: object, value: Any) -> Any:
+    if _is_secret_field(key) and value is not None and not isinstance(value, bool):
+        if isinstance(value, Mapping):
+            return {k: SECRET_MASK for k in value}
+        return SECRET_MASK
+    return _mask_value(value, _is_phone_field(key))
 
 
 def _mask_value(value: Any, phone_field: bool) -> Any:
@@ -101,10 +149,8 @@ def _mask_value(value: Any, phone_field: bool) -> Any:
         masked = _mask_value(str(value), phone_field)
         return value if masked == str(value) else masked
     if isinstance(value, Mapping):
-        return {
-            (mask_text(k) if isinstance(k, str) else k): _mask_value(v, _is_phone_field(k))
-            for k, v in value.items()
-        }
+        return {(mask_text(k) if isinstance(k, str) else k): _mask_entry(k, v)
+                for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_mask_value(item, phone_field) for item in value]
     # Anything else (a CallRecord, an AMI message ...) would be rendered through repr() by the
@@ -113,14 +159,13 @@ def _mask_value(value: Any, phone_field: bool) -> Any:
 
 
 def mask_phone_numbers(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: mask phone numbers in every key and value of the event dict.
+    """structlog processor: mask phone numbers and secrets in every key and value of the
+    event dict (the whole value of a secret-named key).
 
     Must run after exceptions are formatted to text and before the renderer.
     """
-    return {
-        (mask_text(key) if isinstance(key, str) else key): _mask_value(value, _is_phone_field(key))
-        for key, value in event_dict.items()
-    }
+    return {(mask_text(key) if isinstance(key, str) else key): _mask_entry(key, value)
+            for key, value in event_dict.items()}
 
 
 class _HotlineHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -179,6 +224,10 @@ def configure_logging(level: str, fmt: LogFormat, *, stream: TextIO | None = Non
         old.close()
     root.addHandler(handler)
     root.setLevel(number)
+    # Warnings (aiohttp's BadContentDispositionHeader quotes the header, a citizen's file name
+    # with their phone number in it) went to stderr raw; as records of "py.warnings" they are
+    # masked like everything else.
+    logging.captureWarnings(True)
 
     structlog.configure(
         processors=[

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from channels.citizen_status import CitizenStatus
 from channels.phone import SummaryRequest
+from channels.textcheck import FILLED_TEXT_PATTERN, SAFE_TEXT_PATTERN
 from channels.web_form import AppIntakeForm, StatusQuery, WebIntakeForm
+from router.tickets import TicketStatus
 from telephony.model import SeatState
 
 OPENAPI_PATH = "/openapi.json"
@@ -113,16 +115,19 @@ class SeatActionResult(_Doc):
 
 
 class PauseBody(BaseModel):
-    reason: str = Field(min_length=1, description="示忙原因（须在配置的原因之中）")
+    reason: str = Field(min_length=1, json_schema_extra={"pattern": SAFE_TEXT_PATTERN},
+                        description="示忙原因（须在配置的原因之中）")
 
 
 class TransferBody(BaseModel):
-    department: str = Field(min_length=1, description="部门号码")
+    department: str = Field(min_length=1, json_schema_extra={"pattern": SAFE_TEXT_PATTERN},
+                            description="部门号码（须为配置的部门）")
     mode: Literal["blind", "attended"] = "blind"
 
 
 class DepartmentBody(BaseModel):
-    department: str = Field(min_length=1, description="部门号码")
+    department: str = Field(min_length=1, json_schema_extra={"pattern": SAFE_TEXT_PATTERN},
+                            description="部门号码（须为配置的部门）")
 
 
 class ReloadResult(BaseModel):
@@ -160,7 +165,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     WebIntakeForm, AppIntakeForm, StatusQuery, SummaryRequest)
 
 ERROR_TEXT = {
-    400: "请求体不是合法的 JSON / multipart", 401: "未认证或签名无效", 403: "无权限或渠道未开放",
+    400: "请求体不是合法的 JSON / multipart，或请求行过长（超过 8190 字节）", 401: "未认证或签名无效", 403: "无权限或渠道未开放",
     404: "不存在", 409: "与当前状态冲突", 413: "请求体或附件过大", 415: "不支持的内容类型",
     422: "字段有误（details.fields）", 429: "过于频繁（见 Retry-After）", 502: "交换机出错",
     503: "暂不可用：未受理，请稍后重试", 504: "交换机超时",
@@ -199,6 +204,9 @@ SEAT_ID = {"name": "seat_id", "in": "path", "required": True, "schema": {"type":
 TICKET_NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
 KB_ARTICLE_ID = {"name": "article_id", "in": "path", "required": True,
                  "schema": {"type": "string"}}
+UNIT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": SAFE_TEXT_PATTERN}
+SAFE_TEXT = {"type": "string", "pattern": SAFE_TEXT_PATTERN}
+TICKET_NUMBER_PATTERN = r"^[A-Z]{1,8}[0-9]{8,20}$"
 _OBJECT = {"type": "object"}
 TICKET_ACTIONS = ["accept", "review", "dispatch", "sign", "handle", "reply", "survey",
                   "archive", "return", "extend", "supervise", "reopen"]
@@ -217,6 +225,16 @@ def _seat_action(summary: str, body: str | None) -> dict[str, Any]:
 def _multipart_form() -> dict[str, Any]:
     form = copy.deepcopy(WebIntakeForm.model_json_schema(ref_template=_REF))
     form.pop("title", None)
+    # Other fields are read past (a page's CSRF token), but a part name with a control byte
+    # breaks the part's header: documented as not taken.
+    form["additionalProperties"] = False
+    # A form field is text or absent: JSON's null has no multipart spelling ("null" would be
+    # read as the text "null", a phone number it is not).
+    for name, prop in form["properties"].items():
+        texts = [branch for branch in prop.pop("anyOf", []) if branch.get("type") != "null"]
+        if texts:
+            prop.update(texts[0])
+        prop.pop("default", None)
     form["properties"]["files"] = {
         "type": "array", "description": "附件（可多个；类型与大小见 channels.yaml web）",
         "items": {"type": "string", "contentMediaType": "application/octet-stream"}}
@@ -268,13 +286,13 @@ def _paths() -> dict[str, Any]:
             "security": BEARER,
             "parameters": [
                 {"name": "status", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
-                {"name": "unit", "in": "query", "required": False, "schema": {"type": "string"}},
+                 "schema": {"type": "string", "enum": [s.value for s in TicketStatus]}},
+                {"name": "unit", "in": "query", "required": False, "schema": UNIT_ID},
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "before", "in": "query", "required": False,
                  "description": "翻页：上一页返回的 next（工单编号）",
-                 "schema": {"type": "string"}},
+                 "schema": {"type": "string", "pattern": TICKET_NUMBER_PATTERN}},
                 {"name": "overdue", "in": "query", "required": False,
                  "description": "仅已超过办理时限且未办结的工单",
                  "schema": {"type": "boolean"}},
@@ -294,39 +312,46 @@ def _paths() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["action"], "properties": {
                     "action": {"type": "string", "enum": TICKET_ACTIONS},
-                    "note": {"type": "string"}, "unit_id": {"type": "string"},
-                    "sign_by": {"type": "string", "format": "date-time"},
-                    "handle_by": {"type": "string", "format": "date-time"},
+                    "note": SAFE_TEXT,
+                    "unit_id": UNIT_ID | {"description": "units.yaml 中的单位编号"},
+                    "sign_by": {"type": "string", "format": "date-time",
+                                "description": "带时区；晚于当前时间，且不超过 366 天"},
+                    "handle_by": {"type": "string", "format": "date-time",
+                                  "description": "带时区；晚于当前时间，且不超过 366 天；"
+                                                 "延期时须晚于原办理期限"},
                     "survey_satisfied": {"type": "boolean"},
-                    "survey_note": {"type": "string"}}}}}},
+                    "survey_note": SAFE_TEXT}}}}},
             "responses": {"200": {"description": "已流转", "content": {"application/json": {
                 "schema": _OBJECT}}}, **_errors(400, 401, 403, 404, 409, 413, 422, 503)}}},
         "/api/kb/search": {"get": {
             "summary": "知识库检索（坐席、承办单位、热线办公室）", "tags": ["kb"],
             "security": BEARER,
             "parameters": [
-                {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
-                {"name": "unit", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
+                {"name": "q", "in": "query", "required": True,
+                 "schema": {"type": "string", "maxLength": 2000,
+                            "pattern": FILLED_TEXT_PATTERN}},
+                {"name": "unit", "in": "query", "required": False, "schema": UNIT_ID},
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 20}}],
             "responses": {"200": {"description": "当日有效的条目", "content": {
-                "application/json": {"schema": _OBJECT}}}, **_errors(401, 422, 503)}}},
+                "application/json": {"schema": _OBJECT}}}, **_errors(400, 401, 422, 503)}}},
         "/api/kb/articles": {"get": {
             "summary": "知识条目（承办单位只见本单位条目）", "tags": ["kb"], "security": BEARER,
             "parameters": [{"name": "unit", "in": "query", "required": False,
-                            "schema": {"type": "string"}}],
+                            "schema": UNIT_ID}],
             "responses": {"200": {"description": "条目", "content": {"application/json": {
-                "schema": _OBJECT}}}, **_errors(401, 503)}}},
+                "schema": _OBJECT}}}, **_errors(401, 422, 503)}}},
         "/api/kb/articles/{article_id}": {
             "put": {
                 "summary": "新增或修改知识条目（承办单位只能维护本单位条目）", "tags": ["kb"],
                 "security": BEARER, "parameters": [KB_ARTICLE_ID],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["title", "body"], "properties": {
-                        "title": {"type": "string"}, "body": {"type": "string"},
-                        "unit": {"type": "string"},
-                        "keywords": {"type": "array", "items": {"type": "string"}},
+                    "type": "object", "required": ["title", "body"],
+                    "additionalProperties": False, "properties": {
+                        "title": SAFE_TEXT | {"minLength": 1, "maxLength": 200},
+                        "body": SAFE_TEXT | {"minLength": 1, "maxLength": 20000},
+                        "unit": UNIT_ID | {"description": "units.yaml 中的单位编号"},
+                        "keywords": {"type": "array", "items": SAFE_TEXT},
                         "valid_from": {"type": "string", "format": "date"},
                         "valid_to": {"type": "string", "format": "date"}}}}}},
                 "responses": {"200": {"description": "已修改", "content": {
@@ -381,9 +406,9 @@ def _paths() -> dict[str, Any]:
             "security": APP_SIGNED,
             "parameters": [
                 {"name": "acceptance_no", "in": "path", "required": True,
-                 "schema": {"type": "string"}},
+                 "schema": {"type": "string", "pattern": "^[0-9]{16}$"}},
                 {"name": "app_user_id", "in": "query", "required": True,
-                 "schema": {"type": "string"}}],
+                 "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,64}$"}}],
             "responses": {"200": _json("AppIntakeStatusAnswer", "办理状态"),
                           **_errors(401, 403, 404, 422, 503)}}},
     }

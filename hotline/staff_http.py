@@ -4,14 +4,13 @@ units and the agents, and uncached JSON answers."""
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from hotline.http_errors import ApiError
+from hotline.http_errors import ApiError, json_bytes
 
 
 @dataclass(frozen=True)
@@ -45,5 +44,5 @@ def identify(request: web.Request, admin: str | None, units: Mapping[str, str],
 
 def no_store_json(data: Any, status: int = 200) -> web.Response:
     """A JSON answer that proxies and browsers must not cache (it names citizens)."""
-    return web.Response(status=status, text=json.dumps(data, ensure_ascii=False, default=str),
-                        content_type="application/json", headers={"Cache-Control": "no-store"})
+    return web.Response(status=status, body=json_bytes(data), content_type="application/json",
+                        charset="utf-8", headers={"Cache-Control": "no-store"})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -41,10 +41,13 @@ from router.tickets import (
 
 MAX_BODY = 16 * 1024
 _NUMBER = re.compile(r"[A-Z]{1,8}\d{8,20}")
+# 12345 deadlines are days to weeks away (签收 hours, 办理 5–15 working days, an extension as
+# much again); a deadline more than a year ahead is a typo (2062 for 2026), not a decision.
+MAX_DEADLINE_AHEAD = timedelta(days=366)
 
 
 def _plain_text(value: str | None, key: str) -> str | None:
-    """``value`` unless it holds control characters (422 naming ``key``)."""
+    """``value`` unless it holds unsafe characters (422 naming ``key``)."""
     if value is not None and has_control(value):
         raise ApiError(422, "invalid_field", f"{key} 含有控制字符", {"fields": [key]})
     return value
@@ -64,6 +67,8 @@ class TicketApiDeps:
     store: Callable[[], TicketStore | None]
     admin_token: Callable[[], str | None]
     unit_tokens: Callable[[], dict[str, str]]
+    # The unit ids of units.yaml: an order dispatched elsewhere would belong to no one.
+    known_units: Callable[[], set[str]]
     clock: Callable[[], datetime] = utc_now
 
 
@@ -157,18 +162,40 @@ async def _owns(store: TicketStore, actor: Actor, number: str) -> bool:
         return False
 
 
-def _optional_time(body: dict[str, Any], key: str) -> datetime | None:
+def _optional_time(body: dict[str, Any], key: str, now: datetime) -> datetime | None:
+    """A new deadline: ISO 8601 with a time zone, after ``now`` and at most
+    :data:`MAX_DEADLINE_AHEAD` later (422 naming ``key`` otherwise)."""
     value = body.get(key)
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(str(value))
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
         raise ApiError(422, "invalid_field", f"{key} 须为带时区的 ISO 时间",
-                       {"fields": [key]}) from None
-    if moment.tzinfo is None:
-        raise ApiError(422, "invalid_field", f"{key} 须带时区", {"fields": [key]})
+                       {"fields": [key]})
+    try:
+        # 9999-12-31T23:00-05:00 is a valid ISO time whose UTC is past year 9999: the
+        # database driver's conversion overflowed (a 500) before this check.
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not now < moment <= now + MAX_DEADLINE_AHEAD:
+        raise ApiError(422, "invalid_field",
+                       f"{key} 须晚于当前时间，且不超过 {MAX_DEADLINE_AHEAD.days} 天",
+                       {"fields": [key]})
     return moment
+
+
+def _unit_id(request: web.Request, value: Any) -> str | None:
+    """A unit to dispatch to: one of units.yaml (422 otherwise)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in request.app[TICKET_API].known_units():
+        raise ApiError(422, "unknown_unit", "unit_id 须为 units.yaml 中的单位",
+                       {"fields": ["unit_id"]})
+    return value
 
 
 async def act(request: web.Request) -> web.Response:
@@ -187,19 +214,19 @@ async def act(request: web.Request) -> web.Response:
     if not isinstance(note, str) or (satisfied is not None and not isinstance(satisfied, bool)):
         raise ApiError(422, "invalid_field", "note 须为文字，survey_satisfied 须为 true/false",
                        {"fields": ["note", "survey_satisfied"]})
-    unit_id = body.get("unit_id")
     survey_note = body.get("survey_note")
-    if (unit_id is not None and not isinstance(unit_id, str)) or (
-            survey_note is not None and not isinstance(survey_note, str)):
-        raise ApiError(422, "invalid_field", "unit_id、survey_note 须为文字",
-                       {"fields": ["unit_id", "survey_note"]})
-    for key, value in (("note", note), ("unit_id", unit_id), ("survey_note", survey_note)):
+    if survey_note is not None and not isinstance(survey_note, str):
+        raise ApiError(422, "invalid_field", "survey_note 须为文字", {"fields": ["survey_note"]})
+    for key, value in (("note", note), ("survey_note", survey_note)):
         _plain_text(value, key)
+    unit_id = _unit_id(request, body.get("unit_id"))
+    now = request.app[TICKET_API].clock()
     try:
         ticket = await store.transition(
             number, action, actor, note[:2000], unit_id=unit_id,
-            sign_by=_optional_time(body, "sign_by"), handle_by=_optional_time(body, "handle_by"),
-            survey_satisfied=satisfied, survey_note=survey_note)
+            sign_by=_optional_time(body, "sign_by", now),
+            handle_by=_optional_time(body, "handle_by", now),
+            survey_satisfied=satisfied, survey_note=None if survey_note is None else survey_note[:2000])
     except TicketNotFound:
         raise ApiError(404, "ticket_not_found", "工单不存在") from None
     except PermissionDenied as exc:

@@ -553,6 +553,12 @@ class TicketStore:
             if unit_id is not None:
                 changes["unit_id"] = unit_id
         elif action is A.EXTEND:
+            # An extension gives more time: a deadline that is not later than now and than
+            # the current one would count against the limit and give none.
+            if handle_by is None or handle_by <= now or (
+                    row.handle_by is not None and handle_by <= row.handle_by):
+                raise InvalidTicketChange(
+                    "延期后的办理期限须晚于当前时间和原办理期限 (extension must move handle_by later)")
             changes["extensions"] = row.extensions + 1
         elif action is A.SUPERVISE:
             deadline: datetime | None = getattr(row, _DEADLINE_FOR_SUPERVISION[status])

@@ -7,6 +7,8 @@ to recognition, not Vosk.
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import struct
 
 import pytest
@@ -279,3 +281,42 @@ async def test_metrics_show_refusals_ends_and_active_streams(rig: RigFactory) ->
     assert 'hotline_asr_streams_ended_total{reason="hangup"} 1.0' in text
     assert "hotline_asr_streams_active 0.0" in text
     assert "hotline_asr_audio_seconds_total 1.0" in text
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (SO_LINGER 0), as a peer that crashed or a NAT that dropped us."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("before", ["nothing", "uuid", "audio"])
+async def test_an_abruptly_closed_socket_is_one_line_counted_not_a_traceback(
+        rig: RigFactory, caplog: pytest.LogCaptureFixture, before: str) -> None:
+    """A peer that resets the connection is not a server error: one line, counted; the audio
+    already received is still finished. Before, it was an ``internal_error`` with a
+    traceback."""
+    caplog.set_level(logging.INFO)
+    data = {"nothing": b"", "uuid": uuid_frame(UUID),
+            "audio": uuid_frame(UUID) + audio_frame(FRAME) + struct.pack(">BH", 0x10, 320)}
+    async with rig() as r:
+        r.calls.note(UUID, CALL)
+        for _ in range(3):
+            _, writer = await r.connect()
+            writer.write(data[before])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            _reset(writer)
+            for _ in range(100):
+                if sum(r.server.stats.ended.values()) + sum(r.server.stats.rejected.values()) \
+                        and not r.server.active_streams:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+        stats = r.server.stats
+        assert "internal_error" not in stats.ended
+        assert sum(stats.ended.values()) + sum(stats.rejected.values()) == 3
+        if before == "audio":
+            assert stats.ended == {"reset": 3}
+            assert all(s.finished and bytes(s.pcm) == FRAME for s in r.recognizer.streams)
+    assert not [rec for rec in caplog.records if rec.exc_info or rec.levelno >= logging.ERROR]

@@ -136,7 +136,8 @@ def build_full_app(deps: IntakeHttpDeps) -> web.Application:
     add_intake_routes(app, deps)
     # No ticket store here (its tests run on the real databases): the API answers 503.
     add_ticket_routes(app, TicketApiDeps(store=lambda: None, admin_token=lambda: ADMIN,
-                                         unit_tokens=lambda: {"city.water": "water-token-1"}))
+                                         unit_tokens=lambda: {"city.water": "water-token-1"},
+                                         known_units=lambda: {"city.water"}))
     add_kb_routes(app, KbApiDeps(sync=lambda: None, admin_token=lambda: ADMIN,
                                  unit_tokens=lambda: {"city.water": "water-token-1"},
                                  agent_tokens=lambda: {}, known_units=lambda: {"city.water"}))

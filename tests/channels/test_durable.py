@@ -39,7 +39,7 @@ async def test_submit_adds_one_entry_with_numbers(channels_config: ConfigFactory
     async with gateway_factory(channels_config(node_id=7),  # type: ignore[arg-type]
                                clock=lambda: RECEIVED) as gw:
         first = await gw.submit(draft(1))
-        second = await gw.submit(draft(2))
+        second = await gw.submit(draft(2, channel="mail"))
         assert first.where == "redis" and not first.duplicate
         # 受理编号: Beijing date (10:00 local on the 23rd) + node 07 + sequence
         assert re.fullmatch(r"20261123070000\d\d", first.acceptance_no)
@@ -50,7 +50,7 @@ async def test_submit_adds_one_entry_with_numbers(channels_config: ConfigFactory
         status = await gw.status(first.acceptance_no)
         assert status is not None and status.phone == "13800138000"
         assert status.status == "accepted" and status.channel == "web"
-        assert await gw.lookup("web", "ext-2") == second.acceptance_no
+        assert await gw.lookup("mail", "ext-2") == second.acceptance_no
         assert await gw.status("2026112307999999") is None
 
 
@@ -65,6 +65,24 @@ async def test_resubmission_is_one_intake(channels_config: ConfigFactory,
         other = await gw.submit(draft(1, channel="app"))
         assert other.acceptance_no != results[0].acceptance_no
         assert len(await stream_intakes(gw)) == 2
+
+
+async def test_a_web_id_is_one_intake_per_submitter(channels_config: ConfigFactory,
+                                                    gateway_factory: GatewayFactory) -> None:
+    """The website's id counts per citizen (the page, so the citizen, chooses it); the app's
+    and the mailbox's keys are what they were (``channel:external_id``)."""
+    async with gateway_factory(channels_config()) as gw:
+        mine = await gw.submit(draft(1))
+        again = await gw.submit(draft(1))
+        theirs = await gw.submit(draft(1, phone="13900139000"))
+        assert again.duplicate and again.acceptance_no == mine.acceptance_no
+        assert not theirs.duplicate and theirs.acceptance_no != mine.acceptance_no
+        assert len(await stream_intakes(gw)) == 2
+        app = await gw.submit(draft(5, channel="app"))
+        other_phone = await gw.submit(draft(5, channel="app", phone="13900139000"))
+        assert other_phone.duplicate and other_phone.acceptance_no == app.acceptance_no
+        assert draft(5, channel="app").idempotency_key == "app:ext-5"
+        assert draft(5, channel="mail").idempotency_key == "mail:ext-5"
 
 
 async def test_redis_down_spools_then_forwards_in_order(

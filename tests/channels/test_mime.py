@@ -188,6 +188,8 @@ def test_attachment_names_as_real_clients_write_them() -> None:
         f'filename="{gb_word("现场照片.png", "GBK")}"': "现场照片.png",
         # a path that must not escape the attachment directory
         'filename="../../etc/passwd"': "_.._etc_passwd",
+        # a bidi override that makes "fdp.exe" read "exe.pdf" (RFC 2231, UTF-8)
+        "filename*=utf-8''invoice%E2%80%AEfdp.exe": "invoicefdp.exe",
     }
     for param in names:
         part = MIMEApplication(b"data")

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
+from aiohttp import BadContentDispositionHeader
 
 from channels.citizen_status import CitizenStatus
 from channels.errors import StreamUnavailable
@@ -161,14 +163,15 @@ async def test_text_limits_come_from_the_config(start: Start) -> None:
     (b'"just a string"', "提交内容必须是 JSON 对象"),
     (b"", "提交内容必须是 JSON 对象"),
     (b'{"content": "\xff\xfe"}', "提交内容不是合法的 JSON"),
-    (b"[" * 200_000, "提交内容不是合法的 JSON"),
+    (b"[" * 200_000, "JSON 嵌套层数过多"),
+    (b'{"content": ' + b"[" * 40 + b"]" * 40 + b"}", "JSON 嵌套层数过多"),
 ])
 async def test_malformed_json_is_400(h: Harness, raw: bytes, message: str) -> None:
     async with h.client.post(WEB, data=raw,
                              headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 400
-        assert await resp.json() == {"error": "invalid_json", "message": message,
-                                     "details": {}}
+        body = await resp.json()
+        assert (body["error"], body["message"]) == ("invalid_json", message)
     await still_accepts(h)
 
 
@@ -362,6 +365,64 @@ async def test_wrong_attachment_type_is_415(h: Harness, tmp_path: Path, name: st
         body = await resp.json()
         assert body["error"] == code and body["details"]["file"] == name
     assert await files_under(tmp_path / "att") == []
+    await still_accepts(h)
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("setup.txt", b"MZ\x90\x00\x03\x00\x00\x00\x04\x00"),        # an executable
+    ("photo.txt", PNG),                                               # binary with NULs
+    ("bidi.txt", "说明\u202e文字".encode()),                            # an override inside
+    ("broken.txt", b"\xff\xfe\xfd\x00\x81"),
+])
+async def test_a_text_attachment_that_is_not_text_is_415(h: Harness, tmp_path: Path,
+                                                         name: str, content: bytes) -> None:
+    async with h.client.post(WEB, data=form(files=[(name, content, "text/plain")])) as resp:
+        assert resp.status == 415
+        assert (await resp.json())["error"] == "attachment_type_mismatch"
+    assert await files_under(tmp_path / "att") == []
+    await still_accepts(h)
+
+
+async def test_text_attachments_in_utf8_and_gb18030_are_kept(h: Harness) -> None:
+    text = "幸福路 12 号路灯坏了。\r\n\t附：照片见下。\n" * 5000        # over one 64 KiB chunk
+    files = [("utf8.txt", text.encode(), "text/plain"),
+             ("bom.txt", b"\xef\xbb\xbf" + text.encode(), "text/plain"),
+             ("notepad.txt", text.encode("gb18030"), "application/octet-stream")]
+    async with h.client.post(WEB, data=form(files=files)) as resp:
+        assert resp.status == 201, await resp.text()
+    assert [a.name for a in gateway(h).intakes[0].attachments] == [
+        "utf8.txt", "bom.txt", "notepad.txt"]
+
+
+async def test_bidi_overrides_are_removed_from_file_names(h: Harness) -> None:
+    """``invoice\u202efdp.png`` reads as ``invoicegnp.pdf``: stored without the override."""
+    files = [("invoice\u202efdp.png", PNG, "image/png"), ("\u2066a\u2069\u200fb.png", PNG,
+                                                             "image/png")]
+    async with h.client.post(WEB, data=form(files=files)) as resp:
+        assert resp.status == 201, await resp.text()
+    assert [a.name for a in gateway(h).intakes[0].attachments] == ["invoicefdp.png", "ab.png"]
+
+
+@pytest.mark.parametrize("warnings_are", ["error", "ignore"])
+async def test_a_malformed_content_disposition_is_400_and_not_quoted(
+        h: Harness, warnings_are: Literal["error", "ignore"]) -> None:
+    """aiohttp warns about it quoting the header (the citizen's phone number in the file
+    name went to stderr) and drops the file: refused instead, nothing echoed; whether
+    warnings are errors (as in these tests) or not (as in the service)."""
+    boundary = "b0undary"
+    raw = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\n"
+           f"井盖丢失\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"phone\"\r\n"
+           f"\r\n13800138000\r\n--{boundary}\r\nContent-Disposition: form-data; "
+           f"name=\"files\"; filename=\"张三13800138000.png\r\nContent-Type: image/png\r\n\r\n"
+           ).encode() + PNG + f"\r\n--{boundary}--\r\n".encode()
+    with warnings.catch_warnings():
+        warnings.simplefilter(warnings_are, BadContentDispositionHeader)
+        async with h.client.post(WEB, data=raw, headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}"}) as resp:
+            assert resp.status == 400
+            body = await resp.text()
+    assert json.loads(body)["error"] == "invalid_multipart" and "1380013" not in body
+    assert gateway(h).intakes == []
     await still_accepts(h)
 
 
@@ -651,3 +712,23 @@ async def test_non_utf8_headers_and_names_are_answered_not_crashed(h: Harness) -
         b"Origin: https://\xff\xfe\r\nAccess-Control-Request-Method: POST\r\n\r\n"))
     assert (status, answer["error"]) == (403, "origin_not_allowed")
     await still_accepts(h)
+
+
+async def test_another_citizen_reusing_a_submission_id_gets_their_own_intake(h: Harness) -> None:
+    """``submission_id`` is the page's choice, so a citizen's: it counts per submitter. Before,
+    the second citizen got the first one's number with ``duplicate: true`` and their demand
+    was dropped."""
+    first = await h.post_json(WEB, {**GOOD, "submission_id": "site-9"})
+    other = await h.post_json(WEB, {**GOOD, "phone": "13900139000", "content": "另一位市民的诉求",
+                                    "submission_id": "site-9"})
+    by_mail = await h.post_json(WEB, {"content": "第三位市民", "email": "c@example.cn",
+                                      "submission_id": "site-9"})
+    assert (first[0], other[0], by_mail[0]) == (201, 201, 201)
+    assert other[1]["duplicate"] is False
+    assert len({first[1]["acceptance_no"], other[1]["acceptance_no"],
+                by_mail[1]["acceptance_no"]}) == 3
+    assert [i.text for i in gateway(h).intakes] == [GOOD["content"], "另一位市民的诉求",
+                                                   "第三位市民"]
+    again = await h.post_json(WEB, {**GOOD, "phone": "139 0013 9000", "content": "另一位市民的诉求",
+                                    "submission_id": "site-9"})
+    assert (again[0], again[1]["acceptance_no"]) == (200, other[1]["acceptance_no"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 import re
 from collections.abc import Callable
@@ -34,6 +35,7 @@ def log_output() -> Iterator[io.StringIO]:
             handler.close()
         root.setLevel(saved_level)
         structlog.configure(**saved_config)
+        logging.captureWarnings(False)
 
 
 def _json_lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -167,6 +169,60 @@ def test_console_output_and_tracebacks_are_masked(log_output: io.StringIO) -> No
     assert "GET /calls?phone=137****1111" in text
     for raw in ("13800138000", "13912345678", "13700001111"):
         assert raw not in text
+
+
+TOKEN = "adm1n-T0ken-for-hotline-tests"
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("Authorization: Bearer " + TOKEN, "Authorization: Bearer ***"),
+    # aiohttp's parser error for a header with a bad byte quotes the whole line.
+    ("400, message:\n  Invalid header value char:\n\n    b'Bearer " + TOKEN + "\\x01'\n",
+     "400, message:\n  Invalid header value char:\n\n    b'Bearer ***'\n"),
+    ("Action: Login\r\nUsername: hotline\r\nSecret: " + TOKEN + "\r\n",
+     "Action: Login\r\nUsername: hotline\r\nSecret: ***\r\n"),
+    ("admin_token=" + TOKEN + "&x=1", "admin_token=***&x=1"),
+    ("{'ami_secret': '" + TOKEN + "'}", "{'ami_secret': '***'}"),
+    ("postgresql+asyncpg://hotline:" + TOKEN + "@db:5432/hotline",
+     "postgresql+asyncpg://hotline:***@db:5432/hotline"),
+    ("X-Signature: 9f86d081884c7d65", "X-Signature: ***"),
+])
+def test_secrets_in_free_text_are_masked(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+
+
+@pytest.mark.parametrize("text", ["ticket GD20261123000042 signed", "sign_by 2026-11-23",
+                                  "the token bucket refilled", "http://127.0.0.1:8080/healthz"])
+def test_words_near_secrets_are_left_alone(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_secret_named_fields_are_masked_whole(log_output: io.StringIO) -> None:
+    configure_logging("INFO", "json", stream=log_output)
+    structlog.get_logger("hotline.test").info(
+        "reloaded", admin_token=TOKEN, agent_tokens={"1001": TOKEN}, secret=None, seats=100)
+    logging.getLogger("hotline.test").info("reloaded", extra={"unit_token": TOKEN})
+    first, second = _json_lines(log_output)
+    assert first["admin_token"] == "***" and first["agent_tokens"] == {"1001": "***"}
+    assert first["secret"] is None and first["seats"] == 100
+    assert second["unit_token"] == "***"
+    assert TOKEN not in log_output.getvalue()
+
+
+def test_warnings_go_through_the_masking_handler(log_output: io.StringIO,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """aiohttp warns about a malformed Content-Disposition by quoting it: before, the warning
+    went to stderr raw, with the citizen's phone number in the file name."""
+    from aiohttp.multipart import parse_content_disposition
+
+    configure_logging("INFO", "json", stream=log_output)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        parse_content_disposition('form-data; name="files"; filename="张三13800138000.jpg')
+    [line] = _json_lines(log_output)
+    assert line["logger"] == "py.warnings" and "BadContentDispositionHeader" in str(line["event"])
+    assert "138****8000" in str(line["event"])
+    assert "13800138000" not in log_output.getvalue() + capsys.readouterr().err
 
 
 def test_reconfiguring_replaces_the_handler(log_output: io.StringIO) -> None:

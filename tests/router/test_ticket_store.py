@@ -468,7 +468,7 @@ async def test_a_returned_order_goes_to_another_unit(engine_factory: EngineFacto
 
 async def test_at_most_three_extensions(engine_factory: EngineFactory) -> None:
     engine = await engine_factory()
-    store = TicketStore(engine)
+    store = TicketStore(engine, clock=Clock())      # an extension must be later than now
     ticket = await dispatched(store)
     await store.transition(ticket.number, A.SIGN, UNIT)
     deadline = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -487,21 +487,48 @@ async def test_at_most_three_extensions(engine_factory: EngineFactory) -> None:
 
 
 async def test_concurrent_extensions_respect_the_limit(engine_factory: EngineFactory) -> None:
-    store = TicketStore(await engine_factory())
+    store = TicketStore(await engine_factory(), clock=Clock())
     ticket = await dispatched(store)
     await store.transition(ticket.number, A.SIGN, UNIT)
-    deadline = datetime(2026, 12, 1, tzinfo=UTC)
+    deadlines = [datetime(2026, 12, 1, tzinfo=UTC) + timedelta(days=n) for n in range(6)]
     results = await asyncio.gather(
-        *(store.transition(ticket.number, A.EXTEND, OFFICE, handle_by=deadline) for _ in range(6)),
+        *(store.transition(ticket.number, A.EXTEND, OFFICE, handle_by=d) for d in deadlines),
         return_exceptions=True,
     )
-    assert sum(isinstance(r, Ticket) for r in results) == 3
-    assert sum(isinstance(r, ExtensionLimitReached) for r in results) == 3
-    assert (await store.get(ticket.number)).extensions == 3
+    # Each extension must move the deadline later than the one before it, so how many of the
+    # six succeed depends on the order they commit in; none may pass the limit, and the count
+    # is exactly the extensions granted.
+    granted = [r for r in results if isinstance(r, Ticket)]
+    assert all(isinstance(r, Ticket | ExtensionLimitReached | InvalidTicketChange)
+               for r in results)
+    stored = await store.get(ticket.number)
+    assert 1 <= len(granted) <= 3 and stored.extensions == len(granted)
+    assert stored.handle_by == max(t.handle_by for t in granted if t.handle_by is not None)
+
+
+async def test_an_extension_must_move_the_deadline_later(engine_factory: EngineFactory) -> None:
+    """Before, a deadline in the past (or earlier than the current one) was taken and the
+    extension counted against the limit."""
+    engine = await engine_factory()
+    clock = Clock()
+    store = TicketStore(engine, clock=clock)
+    ticket = await dispatched(store)
+    await store.transition(ticket.number, A.SIGN, UNIT)
+    current = ticket.handle_by
+    assert current is not None
+    events = await count(engine, TicketEventRow)
+    for handle_by in (clock.now - timedelta(hours=1), current - timedelta(hours=1), current):
+        with pytest.raises(InvalidTicketChange, match="later"):
+            await store.transition(ticket.number, A.EXTEND, OFFICE, handle_by=handle_by)
+    assert (await store.get(ticket.number)).extensions == 0
+    assert await count(engine, TicketEventRow) == events
+    later = await store.transition(ticket.number, A.EXTEND, OFFICE,
+                                   handle_by=current + timedelta(days=2))
+    assert later.extensions == 1 and later.handle_by == current + timedelta(days=2)
 
 
 async def test_the_extension_limit_is_configuration(engine_factory: EngineFactory) -> None:
-    store = TicketStore(await engine_factory(), TicketSettings(max_extensions=1))
+    store = TicketStore(await engine_factory(), TicketSettings(max_extensions=1), clock=Clock())
     ticket = await dispatched(store)
     await store.transition(ticket.number, A.SIGN, UNIT)
     later = datetime(2026, 12, 9, tzinfo=UTC)

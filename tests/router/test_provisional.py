@@ -115,7 +115,9 @@ async def test_a_persons_deadlines_and_finished_orders_are_left_alone(
 
 async def test_a_recount_never_overwrites_a_change_made_meanwhile(
         engine_factory: EngineFactory) -> None:
-    store = TicketStore(await engine_factory())
+    # The store's clock on the day the order came in: an extension must be later than "now",
+    # and the wall clock would make the 2027-01-20 below a date in the past (a date bomb).
+    store = TicketStore(await engine_factory(), clock=lambda: at(2026, 12, 28, 11))
     order = await provisional_order(store, at(2026, 12, 28, 10))
     await store.transition(order.number, A.SIGN, UNIT)
     await store.transition(order.number, A.HANDLE, UNIT)

@@ -253,12 +253,17 @@ class CallTracker:
         number = local_extension(ev.channel)
         if not number:
             return
-        for live in self._live.values():
+        # A queue call's Linkedid is almost always its caller's Uniqueid (the call_id): one
+        # look-up on this path, which every answered call takes twice; the scan is for the rest.
+        direct = self._live.get(ev.linkedid)
+        candidates = ((direct,) if direct is not None and direct.record.linkedid == ev.linkedid
+                      else self._live.values())
+        for live in candidates:
             rec = live.record
-            if (rec.linkedid == ev.linkedid and rec.phase is CallPhase.CONNECTED
-                    and leg_of(ev.channel) not in (leg_of(rec.caller_channel),
-                                                   leg_of(rec.seat_channel or ""))):
-                live.consulting = number
+            if rec.linkedid == ev.linkedid and rec.phase is CallPhase.CONNECTED:
+                if leg_of(ev.channel) not in (leg_of(rec.caller_channel),
+                                              leg_of(rec.seat_channel or "")):
+                    live.consulting = number
                 return
 
     def _hangup(self, ev: ChannelHangup, now: datetime) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from telephony.model import CallOutcome, CallRecord
-from tests.asterisk.conftest import SEATS, ServiceFactory, agent_token
+from tests.asterisk.conftest import SEATS, ServiceFactory, ServiceOnPbx, agent_token
 from tests.asterisk.harness import Asterisk, HarnessAmi
 from tests.e2e.conftest import eventually
 
@@ -24,6 +24,16 @@ async def _long_seats(asterisk: Asterisk, seconds: int = 60) -> None:
 def _answered(svc_calls: list[CallRecord], call_ids: set[str]) -> list[CallRecord] | None:
     found = [c for c in svc_calls if c.call_id in call_ids and c.answered_at is not None]
     return found if len(found) == len(call_ids) else None
+
+
+async def _ended_record(svc: ServiceOnPbx, call_id: str) -> CallRecord:
+    """The call's record as stored once it has ended."""
+    async def stored() -> CallRecord | None:
+        found = [r for r in await svc.records() if r.call_id == call_id and r.ended_at]
+        return found[0] if found else None
+
+    record: CallRecord = await eventually(stored, timeout=20, what="the call's end stored")
+    return record
 
 
 def _conference_channels(listing: str) -> list[str]:
@@ -82,12 +92,7 @@ async def test_attended_transfer_through_the_desk_is_recorded_as_transferred(
         status, body = await svc.post(f"/api/seats/{seat}/hangup", token=agent_token(seat))
         assert status == 200, body
         await pbx.wait_event(lambda m: m.get("Event") == "AttendedTransfer", what="transfer")
-
-        async def stored() -> CallRecord | None:
-            found = [r for r in await svc.records() if r.call_id == call_id and r.ended_at]
-            return found[0] if found else None
-
-        record = await eventually(stored, timeout=20, what="the call's end stored")
+        record = await _ended_record(svc, call_id)
         assert record.outcome is CallOutcome.TRANSFERRED
         assert record.transferred_to == "8002"
         rows = await asterisk.aqueue_log()
@@ -106,15 +111,13 @@ async def test_attended_transfer_from_the_seat_phone_is_recorded_too(
                                   what="answered")
         await pbx.action("Atxfer", Channel=call.seat_channel or "", Exten="8001",
                          Context="departments")
-        await pbx.wait_event(lambda m: m.get("Event") == "BridgeEnter"
+        # The department's leg enters the consultation bridge while it still rings: wait for
+        # it to be up (answered) before the seat hangs up, as an agent would.
+        await pbx.wait_event(lambda m: m.get("Event") == "Newstate"
+                             and m.get("ChannelState") == "6"
                              and "8001@departments" in m.get("Channel", ""), what="consult")
         await pbx.action("Hangup", Channel=call.seat_channel or "")
-
-        async def stored() -> CallRecord | None:
-            found = [r for r in await svc.records() if r.call_id == call_id and r.ended_at]
-            return found[0] if found else None
-
-        record = await eventually(stored, timeout=20, what="the call's end stored")
+        record = await _ended_record(svc, call_id)
         assert (record.outcome, record.transferred_to) == (CallOutcome.TRANSFERRED, "8001")
 
 

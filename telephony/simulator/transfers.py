@@ -265,8 +265,9 @@ class Transfers:
         started = e.clock.now()
         await e.clock.sleep(0.5)
         e.newexten(d2, "Wait", f"{talk:g}", 2)
-        transferred = consult_state is not None and await self._wait(
-            consult_state.transferred, talk - (e.clock.now() - started))
+        # A seat leg in no bridge (not modelled further) only waits for the department.
+        done = consult_state.transferred if consult_state is not None else asyncio.Event()
+        transferred = await self._wait(done, talk - (e.clock.now() - started))
         self.consults.pop(seat.name, None)
         if transferred:
             assert home is not None

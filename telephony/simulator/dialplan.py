@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from telephony.simulator.asr_tap import chanspy, tap_two
 from telephony.simulator.audiosocket_client import AudioSocketSource, stream_wav
@@ -39,6 +40,8 @@ class Dialplan:
         engine.dialplan = self
         # Simulated callers: patience per caller ;1 name (traffic generator).
         self.patience: dict[str, float] = {}
+        # Set by transfers.Transfers: a seat leg hanging up mid-consultation completes it.
+        self.transfers: Any = None
 
     # ------------------------------------------------------------ originate
     def originate(self, fields: dict[str, str], variables: list[tuple[str, str]],
@@ -276,6 +279,8 @@ class Dialplan:
         e = self.e
         one = two.peer
         assert one is not None
+        if self.transfers is not None and self.transfers.complete_attended(one):
+            return
         if newexten:
             e.newexten(two, "Hangup", "", two.priority + 1)
         e.soft_hangup_request(two)

@@ -30,6 +30,8 @@ class Engine:
         self.conferences: dict[str, Bridge] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.device_states: dict[str, str] = {}
+        # Dialplan globals (``dialplan set global``): department behaviour, see transfers.
+        self.globals: dict[str, str] = {}
         self.failures: list[BaseException] = []
         # Set by the owner (see dialplan.Dialplan): the call flows that drive channels.
         self.dialplan: Any = None
@@ -199,3 +201,4 @@ class Engine:
             q.rr_next = q.completed = q.abandoned = q.within_sl = 0
             q.holdtime_avg = q.talktime_avg = 0.0
         self.device_states.clear()
+        self.globals.clear()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-from telephony.model import CallOutcome, SeatState
+import pytest
+
+from telephony.model import CallOutcome, CallRecord, SeatState
 from telephony.simulator.server import PbxSimulator
 from telephony.simulator.traffic import TrafficConfig
 from tests.e2e.conftest import (
@@ -190,3 +192,73 @@ async def test_reload_applies_the_membership_diff(service_factory, tmp_path) -> 
             status, body = await svc.post("/api/admin/reload")
             assert status == 422 and body["error"] == "config_invalid", body
             assert svc.hot.config.queues.queue("enterprise") is not None
+
+
+async def _answered_with_long_seats(sim: PbxSimulator, svc: RunningService,
+                                    number: str) -> CallRecord:
+    """Every seat talks 600 s on its next call; one caller answered."""
+    for queue in sim.engine.queues.values():
+        for interface in queue.members:
+            sim.dialplan.q.talk_time[interface] = 600
+    sim.add_caller(number, talk=120)
+    return await eventually(lambda: next((r for r in svc.hot.tracker.active()
+                                          if r.answered_at), None), what="answer")
+
+
+@pytest.mark.parametrize("target_missing", [False, True], ids=["with-target", "without-target"])
+async def test_desk_attended_transfer_completed_by_hanging_up(
+        service_factory, target_missing: bool) -> None:  # type: ignore[no-untyped-def]
+    # Asterisk 22.5 leaves AttendedTransfer's TransferTarget* fields out in about half the
+    # runs: the department must be recorded either way.
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=1, seed=13) as sim:
+        sim.transfers.target_missing_rate = 1.0 if target_missing else 0.0
+        # The department talks 6 s in all: long enough for the desk, then the call ends.
+        sim.set_global("DEPT_TALK", "6")
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            call = await _answered_with_long_seats(sim, svc, "13800138003")
+            status, body = await svc.post(f"/api/seats/{call.seat}/transfer",
+                                          {"department": "8002", "mode": "attended"})
+            assert status == 200, body
+            status, body = await svc.post(f"/api/seats/{call.seat}/hangup")
+            assert status == 200, body
+
+            async def stored() -> CallRecord | None:
+                found = [r for r in reversed(await svc.hot.store.recent(50))
+                         if r.call_id == call.call_id and r.ended_at]
+                return found[0] if found else None
+
+            record = await eventually(stored, timeout=20, what="the call's end stored")
+            assert (record.outcome, record.transferred_to) == (CallOutcome.TRANSFERRED, "8002")
+
+
+async def test_desk_attended_transfer_to_a_busy_department_is_refused(service_factory) -> None:  # type: ignore[no-untyped-def]
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=1, seed=17) as sim:
+        sim.set_global("DEPT_TALK_8003", "busy")
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            call = await _answered_with_long_seats(sim, svc, "13800138004")
+            status, body = await svc.post(f"/api/seats/{call.seat}/transfer",
+                                          {"department": "8003", "mode": "attended"})
+            assert (status, body["error"]) == (409, "transfer_failed"), body
+            live = svc.hot.tracker.get(call.call_id)
+            assert live is not None and live.transferred_to is None
+            assert svc.hot.board.by_seat_id(call.seat or "").call_id == call.call_id  # type: ignore[union-attr]
+
+
+async def test_asterisk_stopped_with_a_caller_waiting_is_pbx_shutdown(service_factory) -> None:  # type: ignore[no-untyped-def]
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=10, seed=19) as sim:
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            for queue in sim.engine.queues.values():      # nobody free: the caller waits
+                for member in list(queue.members.values()):
+                    sim.set_paused(member, True, "会议")
+            sim.add_caller("13800138005", talk=600)
+            waiting = await eventually(lambda: next(iter(svc.hot.tracker.active()), None),
+                                       what="the caller waiting")
+            await sim.core_stop_now()
+            await eventually(lambda: has(svc, "pbx_shutdown", exactly=1), timeout=20,
+                             what="the waiting call saved as pbx_shutdown")
+            saved = await outcomes(svc)
+            assert "abandoned" not in saved, saved
+            assert svc.hot.tracker.get(waiting.call_id) is None

@@ -89,3 +89,44 @@ async def test_stop_and_start_listening() -> None:
         assert pbx.port == port
         async with ami_client(port) as ami:
             assert (await ami.response(await ami.action("Ping")))["Ping"] == "Pong"
+
+
+async def test_core_stop_now_abandons_waiting_callers_then_says_shutdown() -> None:
+    async with PbxSimulator(port=0, time_scale=20) as pbx:
+        async with ami_client(pbx.port) as ami:
+            pbx.dialplan.q.talk_time["Local/1001@seats/n"] = 600
+            await ami.response(await ami.action(
+                "QueueAdd", Queue="12345", Interface="Local/1001@seats/n",
+                MemberName="seat-1001", StateInterface="Local/1001@seats"))
+            for number, until in (("13800138000", "AgentConnect"),
+                                  ("13800138001", "QueueCallerJoin")):
+                await ami.action(
+                    "Originate", Channel="Local/talk@citizen", Context="incoming",
+                    Exten="12345", Priority="1", CallerID=f'"" <{number}>',
+                    Variable="SPEECH=silence/1,TALK=600", Async="true")
+                while (msg := await ami.read()).get("Event") != until:
+                    pass
+                if until == "AgentConnect":
+                    answered = msg["Channel"]
+                else:
+                    waiting = msg["Channel"]
+            await pbx.core_stop_now()
+            seen = []
+            with pytest.raises((asyncio.IncompleteReadError, ConnectionResetError)):
+                while True:
+                    seen.append(await ami.read())
+        names = [m.get("Event") for m in seen]
+        assert names[-1] == "Shutdown"
+        assert (seen[-1]["Shutdown"], seen[-1]["Restart"], seen[-1]["Privilege"]) == (
+            "Cleanly", "False", "system,all")
+        abandon = names.index("QueueCallerAbandon")
+        assert seen[abandon]["Channel"] == waiting
+        [gone] = [m for m in seen if m.get("Event") == "Hangup" and m["Channel"] == waiting]
+        assert gone["Cause"] == "0" and seen.index(gone) > abandon
+        complete = next(m for m in seen if m.get("Event") == "AgentComplete")
+        assert (complete["Channel"], complete["Reason"]) == (answered, "caller")
+        # Nothing listens until Asterisk is started again, which then has no calls.
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", pbx.port)
+        await pbx.start_listening()
+        assert not pbx.engine.channels and not pbx.engine.queues["12345"].members

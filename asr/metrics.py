@@ -1,8 +1,10 @@
-"""Prometheus metrics of the AudioSocket server, read at scrape time (like
-:mod:`hotline.metrics`): the server counts in :class:`AudioSocketStats`; this collector reads.
+"""Prometheus metrics of the AudioSocket server and of the transcript sinks, read at scrape
+time (like :mod:`hotline.metrics`): the server counts in :class:`AudioSocketStats`, the sinks
+in :class:`SinkStats`; the collectors read.
 
-Register it in the service's own registry: ``build_registry(sources, ..., AudioSocketCollector(
-server.stats))``.
+Register them in the service's own registry (never the process-global default one, which
+``/metrics`` does not serve): ``build_registry(sources, ..., AudioSocketCollector(
+server.stats), TranscriptSinkCollector(transcripts.stats))``.
 """
 
 from __future__ import annotations
@@ -64,3 +66,37 @@ class AudioSocketCollector(Collector):
         dtmf = CounterMetricFamily("hotline_asr_dtmf", "DTMF digits received over AudioSocket")
         dtmf.add_metric([], float(s.dtmf))
         yield dtmf
+
+
+# Label values always shown, so the series exist (at 0) before the first segment or failure.
+SEGMENT_KINDS = ("partial", "final")
+SINK_TARGETS = ("redis", "database")
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """What the transcript sinks (:class:`asr.sink.CallTranscripts`) delivered and failed to
+    deliver; updated on the event loop only."""
+
+    segments: Counter[str] = field(default_factory=Counter)   # kind -> segments delivered
+    errors: Counter[str] = field(default_factory=Counter)     # target -> segments not sent
+
+
+class TranscriptSinkCollector(Collector):
+    """``hotline_asr_segments_total{kind}`` and ``hotline_asr_sink_errors_total{target}``."""
+
+    def __init__(self, stats: SinkStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        segments = CounterMetricFamily("hotline_asr_segments", "Transcript segments delivered",
+                                       labels=["kind"])
+        for kind in sorted({*SEGMENT_KINDS, *self._stats.segments}):
+            segments.add_metric([kind], float(self._stats.segments[kind]))
+        yield segments
+        errors = CounterMetricFamily("hotline_asr_sink_errors",
+                                     "Transcript segments a sink could not publish or store",
+                                     labels=["target"])
+        for target in sorted({*SINK_TARGETS, *self._stats.errors}):
+            errors.add_metric([target], float(self._stats.errors[target]))
+        yield errors

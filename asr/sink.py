@@ -7,8 +7,9 @@
   ordered, keyed by the call's Linkedid; :meth:`CallTranscripts.text_of` gives the whole
   transcript for the phone intake and the ticket.
 
-A failure of either never stops recognition: it is logged and counted, and the finals stay
-in a bounded in-memory buffer until the database takes them.
+A failure of either never stops recognition: it is logged and counted (``stats``, on
+``/metrics`` through :class:`asr.metrics.TranscriptSinkCollector`), and the finals stay in a
+bounded in-memory buffer until the database takes them.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
 from redis.exceptions import RedisError
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from asr.metrics import SinkStats
 from asr.ports import Segment, TranscriptSink
 from asr.server import CallRef
 from channels.intake import utc_now
@@ -35,9 +36,6 @@ from hotline.db import TranscriptSegmentRow
 
 log = logging.getLogger(__name__)
 
-SEGMENTS = Counter("hotline_asr_segments_total", "Transcript segments delivered", ["kind"])
-SINK_ERRORS = Counter("hotline_asr_sink_errors_total",
-                      "Transcript segments a sink could not publish or store", ["target"])
 
 
 def segment_json(call: CallRef, seg: Segment) -> dict[str, Any]:
@@ -59,6 +57,7 @@ class CallTranscripts:
         self._prefix = prefix
         self._clock = clock
         self._limit = remembered_calls
+        self.stats = SinkStats()
         # Finals not (yet) in the database, per call: the fallback of text_of.
         self._unsaved: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
@@ -72,14 +71,14 @@ class CallTranscripts:
 
     async def publish(self, call: CallRef, seg: Segment) -> None:
         """Deliver one segment: live always, stored when final and not empty."""
-        SEGMENTS.labels("final" if seg.final else "partial").inc()
+        self.stats.segments["final" if seg.final else "partial"] += 1
         data = segment_json(call, seg)
         if self._redis is not None:
             try:
                 await self._redis.publish(self.channel(call.linkedid),
                                           json.dumps(data, ensure_ascii=False))
             except (RedisError, OSError) as exc:
-                SINK_ERRORS.labels("redis").inc()
+                self.stats.errors["redis"] += 1
                 log.warning("转写片段未能实时推送（Redis）/ live transcript not published: %s",
                             exc)
         if seg.final and seg.text:
@@ -99,7 +98,7 @@ class CallTranscripts:
                     await conn.execute(insert(TranscriptSegmentRow), pending)
                 return
             except (SQLAlchemyError, OSError) as exc:
-                SINK_ERRORS.labels("database").inc()
+                self.stats.errors["database"] += 1
                 log.warning("转写片段暂存内存，数据库不可用 / transcript kept in memory: %s", exc)
         self._unsaved[row["call_id"]] = pending
         while len(self._unsaved) > self._limit:

@@ -54,6 +54,7 @@ from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
 from asr.calls import AsrCallDirectory
 from asr.voicemail import make_transcriber
+from asr.metrics import TranscriptSinkCollector
 from asr.sink import CallTranscripts
 from router.kb_store import KbSync
 from router.ticket_store import TicketStore
@@ -306,6 +307,7 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
             persist_backlog=lambda: writer.backlog), IntakeCollector(gateway, mailbox),
             AsrStatusCollector(asr_status), CalendarCollector(parts, utc_now),
+            TranscriptSinkCollector(transcripts.stats),
             *(asr.collectors() if asr is not None else ()))
         app = build_app(ApiDeps(
             board=board, tracker=tracker, stats=stats, link=link,

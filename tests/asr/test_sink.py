@@ -9,8 +9,10 @@ import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from asr.metrics import TranscriptSinkCollector
 from asr.ports import Segment, Word
 from asr.server import CallRef
 from asr.sink import CallTranscripts
@@ -63,6 +65,8 @@ async def test_segments_go_live_and_finals_onto_the_call(engine_factory: Any) ->
         assert [s["stream_id"] for s in segs] == ["s-2", "s-1"]
         assert segs[1]["words"][2]["word"] == "문의"
         assert await hub.text_of("no-such-call") is None
+        assert hub.stats.segments == {"partial": 1, "final": 3}
+        assert not hub.stats.errors
     finally:
         await listener.aclose()  # type: ignore[no-untyped-call]
         await redis.aclose()
@@ -74,8 +78,26 @@ async def test_a_database_outage_keeps_the_finals_until_it_returns(engine_factor
     sink = hub.sink_for(IVR)
     await sink.segment(final("s-1", 1, "첫 번째", 0.0))
     assert await hub.text_of(IVR.linkedid) == "첫 번째"          # from memory
+    assert hub.stats.errors == {"database": 1}
     from hotline.db import migrate
     await migrate(engine)
     await sink.segment(final("s-1", 2, "두 번째", 2.0))
     assert await hub.text_of(IVR.linkedid) == "첫 번째\n두 번째"
     assert len(await hub.segments_of(IVR.linkedid)) == 2          # both stored, none twice
+
+
+async def test_the_sink_counters_are_read_by_their_collector() -> None:
+    hub = CallTranscripts(None, None, "{x}")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TranscriptSinkCollector(hub.stats))
+    before = generate_latest(registry).decode()
+    # Every series is there from the start, at 0, so rate() works from the first scrape.
+    assert 'hotline_asr_segments_total{kind="final"} 0.0' in before
+    assert 'hotline_asr_sink_errors_total{target="database"} 0.0' in before
+    sink = hub.sink_for(IVR)
+    await sink.segment(Segment("s-1", "수도", False, seq=0))
+    await sink.segment(final("s-1", 1, "수도 요금", 0.0))
+    await sink.segment(final("s-1", 2, "문의", 1.0))
+    after = generate_latest(registry).decode()
+    assert 'hotline_asr_segments_total{kind="final"} 2.0' in after
+    assert 'hotline_asr_segments_total{kind="partial"} 1.0' in after

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from asr.ports import Segment
+from asr.server import CallRef
 from channels.durable import NO_METADATA_LOOKUP
 from telephony.simulator.audiosocket_client import AudioSocketSource
 from telephony.simulator.server import PbxSimulator
@@ -29,6 +31,23 @@ from tests.e2e.conftest import (
 
 SECRET = "hotline-demo-secret"
 QUEUES = ("12345", "enterprise")
+
+
+async def test_transcript_segments_are_counted_on_metrics(service_factory) -> None:  # type: ignore[no-untyped-def]
+    # The service's own sink (live recognition and recordings both deliver through it): its
+    # counters once went to the process-global registry, which /metrics does not serve.
+    async with PbxSimulator(secret=SECRET, queues=QUEUES, time_scale=1, seed=3) as sim:
+        async with service_factory(sim.port) as svc:
+            await wait_ready(svc)
+            assert svc.hot.transcripts is not None
+            call = CallRef("1795399483.0", "1795399483.0", "ivr")
+            await svc.hot.transcripts.publish(call, Segment("s-1", "수도", False, seq=0))
+            await svc.hot.transcripts.publish(call, Segment("s-1", "수도 요금", True, seq=1))
+            status, text = await svc.get("/metrics", token=None)
+            assert status == 200
+            assert 'hotline_asr_segments_total{kind="final"} 1.0' in text
+            assert 'hotline_asr_segments_total{kind="partial"} 1.0' in text
+            assert 'hotline_asr_sink_errors_total{target="redis"} 0.0' in text
 
 
 @pytest.mark.slow
@@ -72,6 +91,8 @@ async def test_the_callers_words_reach_the_screen_pop_the_call_and_the_ticket(  
                 ivr = " ".join(s["text"] for s in stored if s["purpose"] == "ivr")
                 # The pipeline gives what the same model gives on the same audio.
                 assert ivr == expected
+                _, scraped = await svc.get("/metrics", token=None)
+                assert 'hotline_asr_segments_total{kind="final"}' in scraped
 
                 # A seat answers: the service taps the conversation (ChanSpy → AudioSocket).
                 await eventually(lambda: any(r.answered_at for r in svc.hot.tracker.active()),

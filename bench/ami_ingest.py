@@ -84,7 +84,7 @@ async def ours(n_events: int, rate: float | None = None) -> dict[str, float]:
     board = SeatBoard(seats, wrapup_seconds=10, now=datetime.now(UTC))
     stats = QueueStats(service_level_seconds=15, interval_minutes=15,
                        timezone=ZoneInfo("Asia/Shanghai"))
-    tracker = CallTracker(board, stats, seat_ids=lambda i: i.split("/", 1)[1].split("@")[0])
+    tracker = CallTracker(board, stats)
     dispatcher = EventDispatcher(tracker)
     process = psutil.Process()
     chunk_read_at = 0.0

@@ -129,16 +129,8 @@ class Hotline:
     http_port: int = 0
     env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
     logged_out: set[str] = field(default_factory=set)
-    seat_by_interface: dict[str, str] = field(default_factory=dict)
     pauses: PauseBook | None = None
     reconciler: QueueLogReconciler | None = None
-
-    def seat_id(self, interface: str) -> str:
-        known = self.seat_by_interface.get(interface)
-        if known is not None:
-            return known
-        head = interface.split("/", 1)[-1]
-        return head.split("@", 1)[0]
 
     def seat_actions(self) -> SeatActions:
         q = self.config.queues
@@ -177,7 +169,6 @@ class Hotline:
         new = await asyncio.to_thread(load_config, self.config_dir, self.env)
         self.config = new
         self.board.add_specs(seat_specs(new), self.clock())
-        self.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(new)}
         recount: dict[str, Any] = {}
         if self.routing is not None:
             # A year entered in sla.yaml: the provisional deadlines are counted again.
@@ -223,8 +214,8 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         stats = QueueStats(service_level_seconds=cfg.stats.service_level_seconds,
                            interval_minutes=cfg.stats.interval_minutes, timezone=timezone)
         holder: dict[str, Hotline] = {}
-        tracker = CallTracker(board, stats, seat_ids=lambda i: holder["svc"].seat_id(i))
-        pauses = PauseBook(lambda i: holder["svc"].seat_id(i), utc_now)
+        tracker = CallTracker(board, stats)
+        pauses = PauseBook(board.seat_id_of, utc_now)
         await _restore(store, stats, tracker, cfg, now, pauses)
         writer = CallWriter(store, stats)
         tracker.subscribe(writer.submit)
@@ -281,7 +272,6 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
         hot.kb = parts.kb
         hot.routing = parts
         consumer = await stack.enter_async_context(open_router_consumer(cfg, router))
-        hot.seat_by_interface = {s.interface: s.seat_id for s in seat_specs(cfg)}
         holder["svc"] = hot
         asr_status = AsrStatus()
         asr = await stack.enter_async_context(open_asr(

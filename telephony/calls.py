@@ -80,11 +80,9 @@ class _Live:
 class CallTracker:
     """Follows every queued call and keeps the board and statistics in step."""
 
-    def __init__(self, board: SeatBoard, stats: QueueStats, *,
-                 seat_ids: Callable[[str], str]) -> None:
+    def __init__(self, board: SeatBoard, stats: QueueStats) -> None:
         self._board = board
         self._stats = stats
-        self._seat_id = seat_ids
         self._live: dict[str, _Live] = {}
         self._by_seat_channel: dict[str, str] = {}
         self._by_interface: dict[str, str] = {}
@@ -181,7 +179,7 @@ class CallTracker:
         if live is None:
             return
         live.ringing.discard(ev.interface)
-        live.record.no_answer_seats.append(self._seat_id(ev.interface))
+        live.record.no_answer_seats.append(self._board.seat_id_of(ev.interface))
         if not live.ringing and live.record.phase is CallPhase.RINGING:
             live.record.phase = CallPhase.WAITING
         self._board.ring_ended(ev.interface, live.record.call_id, now)
@@ -197,7 +195,7 @@ class CallTracker:
         live.ringing.clear()
         rec.phase = CallPhase.CONNECTED
         rec.answered_at = now
-        rec.seat = self._seat_id(ev.interface)
+        rec.seat = self._board.seat_id_of(ev.interface)
         rec.seat_channel = ev.dest_channel or None
         live.interface = ev.interface
         if ev.dest_channel:
@@ -379,7 +377,7 @@ class CallTracker:
             self._seat_lost(live, now)
         live.seat_done = False
         rec.phase = CallPhase.CONNECTED
-        rec.seat = self._seat_id(call.interface)
+        rec.seat = self._board.seat_id_of(call.interface)
         self._bind_seat(live, call.interface, call.seat_channel)
         if rec.answered_at is None:
             # The seat leg exists since it was rung: answered at most that long ago.

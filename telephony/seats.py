@@ -36,6 +36,13 @@ _EXTENSION = re.compile(r"^[A-Za-z0-9]+/(\d+)")
 _WRAPUP_SKEW: Final = timedelta(seconds=1)
 
 
+def extension_of(interface: str) -> str:
+    """The extension a queue interface names: ``PJSIP/1001`` and ``Local/1001@seats/n`` →
+    ``1001``; an interface without ``/`` is its own name."""
+    head = interface.split("/", 1)[-1]
+    return head.split("@", 1)[0]
+
+
 @dataclass(frozen=True, slots=True)
 class SeatSpec:
     """A configured seat: id (extension), display name and its queue interface."""
@@ -56,6 +63,7 @@ class _Seat:
     connected_call: str | None = None
     wrapup_until: datetime | None = None
     device: DeviceStatus = DeviceStatus.UNKNOWN
+    configured: bool = True     # False: a member Asterisk listed that the config does not have
 
     def derive(self, now: datetime) -> SeatState:
         if not self.queues:
@@ -95,6 +103,7 @@ class SeatBoard:
                 self._seats[spec.interface] = _Seat(spec, S.LOGGED_OUT, now)
             else:
                 seat.spec = spec
+                seat.configured = True
 
     # -- subscriptions ------------------------------------------------------------------
     def subscribe(self, listener: SeatListener) -> Callable[[], None]:
@@ -186,6 +195,15 @@ class SeatBoard:
         seat = self._seats.get(interface)
         return None if seat is None else self._snapshot(seat)
 
+    def seat_id_of(self, interface: str) -> str:
+        """The seat id of a queue ``interface``: the configured seat's, else the extension the
+        interface names (``PJSIP/1001``, ``Local/1001@seats/n`` → ``1001``), which is what call
+        records and pauses carry for a member added outside the config."""
+        seat = self._seats.get(interface)
+        if seat is not None and seat.configured:
+            return seat.spec.seat_id
+        return extension_of(interface)
+
     def by_seat_id(self, seat_id: str) -> SeatSnapshot | None:
         return next((self._snapshot(s) for s in self._seats.values()
                      if s.spec.seat_id == seat_id), None)
@@ -210,7 +228,8 @@ class SeatBoard:
             self.unknown_members += 1
             match = _EXTENSION.match(interface)
             seat_id = match.group(1) if match else interface
-            seat = _Seat(SeatSpec(seat_id, member_name or seat_id, interface), S.LOGGED_OUT, now)
+            seat = _Seat(SeatSpec(seat_id, member_name or seat_id, interface), S.LOGGED_OUT, now,
+                         configured=False)
             self._seats[interface] = seat
             log.warning("seat_not_in_config", extra={"interface": interface})
         return seat

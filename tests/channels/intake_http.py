@@ -78,7 +78,7 @@ def api_deps(clock: Callable[[], datetime]) -> ApiDeps:
     now = clock()
     board = SeatBoard([], wrapup_seconds=10, now=now)
     stats = QueueStats(service_level_seconds=20, interval_minutes=15, timezone=UTC)
-    tracker = CallTracker(board, stats, seat_ids=lambda interface: interface)
+    tracker = CallTracker(board, stats)
     link = AmiLink(host="127.0.0.1", port=9, username="hotline", secret="unused-secret",
                    on_event=lambda message: None)
     dispatcher = EventDispatcher(tracker)

@@ -133,3 +133,21 @@ def test_asterisk_ringing_a_seat_inside_the_boards_wrap_up_wins_and_is_counted()
     board.call_ended(seat, "c3", T0 + timedelta(seconds=6))
     board.ringing(seat, "c4", T0 + timedelta(seconds=15.5))
     assert board.wrapup_overruled == 1
+
+
+def test_the_board_names_the_seat_of_an_interface_configured_or_not() -> None:
+    # A seat may have its own interface (a desk phone), not named after its extension.
+    board = SeatBoard([SeatSpec("1001", "坐席1001", "PJSIP/desk-a")], wrapup_seconds=5, now=T0)
+    assert board.seat_id_of("PJSIP/desk-a") == "1001"
+    # Not in the config: the extension the interface names.
+    assert board.seat_id_of("Local/1009@seats/n") == "1009"
+    assert board.seat_id_of("PJSIP/1008") == "1008"
+    # A member added outside the config shows on the board and keeps the extension rule.
+    board.apply_member(MemberState(MemberChange.ADDED, "12345", "PJSIP/alice", "alice",
+                                   DeviceStatus.NOT_INUSE, False, "", False, 0, 0), T0)
+    assert board.seat_id_of("PJSIP/alice") == "alice"
+    # A reload that configures it, or moves a seat to another interface, is followed.
+    board.add_specs([SeatSpec("1007", "坐席1007", "PJSIP/alice"),
+                     SeatSpec("1001", "坐席1001", "PJSIP/desk-b")], T0)
+    assert board.seat_id_of("PJSIP/alice") == "1007"
+    assert board.seat_id_of("PJSIP/desk-b") == "1001"

@@ -58,6 +58,15 @@ def test_03_pause_with_reason_then_unpause_then_remove() -> None:
     assert h.board.unexpected_transitions == 0
 
 
+def test_call_records_carry_the_configured_seat_id_from_the_board() -> None:
+    # Seat ids that are not the extensions in the interfaces: only the board knows them.
+    seats = [SeatSpec("A1", "坐席甲", "Local/1001@seats/n"),
+             SeatSpec("A2", "坐席乙", "Local/1002@seats/n"),
+             SeatSpec("B1", "坐席丙", "Local/2001@seats-noanswer/n")]
+    rec = make_harness(seats=seats).replay("04-ring-no-answer").records["1795398741.0"]
+    assert rec.seat == "A2" and rec.no_answer_seats == ["B1"]
+
+
 def test_04_ring_no_answer_then_second_seat_answers() -> None:
     h = make_harness().replay("04-ring-no-answer", until=10)
     assert h.board.by_seat_id("2001").state is SeatState.RINGING  # type: ignore[union-attr]

@@ -26,10 +26,6 @@ SEATS = [
 ]
 
 
-def seat_id(interface: str) -> str:
-    return interface.split("/", 1)[1].split("@", 1)[0]
-
-
 @dataclass
 class Harness:
     board: SeatBoard
@@ -61,7 +57,7 @@ def make_harness(wrapup_seconds: float = 2.0, seats: list[SeatSpec] | None = Non
     board = SeatBoard(seats or SEATS, wrapup_seconds=wrapup_seconds, now=T0)
     stats = QueueStats(service_level_seconds=15, interval_minutes=15,
                        timezone=SHANGHAI)
-    tracker = CallTracker(board, stats, seat_ids=seat_id)
+    tracker = CallTracker(board, stats)
     h = Harness(board, stats, tracker, EventDispatcher(tracker, clock=lambda: h.now))
     tracker.subscribe(lambda rec: h.records.__setitem__(rec.call_id, rec))
     return h

@@ -35,7 +35,8 @@ class IntakeStatus:
     intake_id: str
     channel: Channel
     received_at: datetime
-    status: str               # a CitizenStatus: "accepted" here, the order's once it has one
+    status: str               # as accepted ("accepted"); the work order's status is read
+                              # from the ticket store (channels.citizen_status), never copied here
     phone: str | None
     app_user_id: str | None
     thread_of: str | None

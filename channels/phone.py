@@ -11,8 +11,9 @@ an :class:`~channels.intake.IntakeDraft`:
   the ticket (router issue), not a new intake.
 * ``contact.phone`` is the caller's number, or None when it was withheld (``anonymous``,
   ``unknown``, empty ...); then the callback number, if the agent typed one, is used instead.
-* ``call`` carries the call id (Linkedid), seat, queue and the agent's summary; the transcript
-  is None until the speech-recognition issue fills it (the call's ``asr_uuid`` is the key).
+* ``call`` carries the call id (Linkedid), seat, queue, the agent's summary and the transcript
+  of the call (``transcript_of``, by Linkedid: IVR first, then the conversation), None when
+  live transcription is off or heard nothing.
 
 :class:`PhoneIntake` is the service the HTTP route calls: it finds the call (the one given, or
 the seat's current call, or the seat's most recent call), refuses a call the seat did not

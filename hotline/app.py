@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,15 +81,13 @@ def seat_specs(cfg: HotlineConfig) -> list[SeatSpec]:
     return [SeatSpec(s.extension, s.name, q.interface_for(s)) for s in q.all_seats()]
 
 
-def desired_memberships(cfg: HotlineConfig, logged_out: set[str],
+def desired_memberships(cfg: HotlineConfig,
                         pauses: PauseBook | None = None) -> list[Membership]:
     """Config's memberships, each with the pause its seat should have (``pauses``)."""
     q = cfg.queues
     out = []
     for queue in q.queues:
         for s in queue.seats:
-            if s.extension in logged_out:
-                continue
             pause = pauses.get(s.extension) if pauses is not None else None
             paused = pause is not None and pause.paused
             out.append(Membership(queue.name, q.interface_for(s), q.member_name_for(s),
@@ -128,7 +126,6 @@ class Hotline:
     clock: Callable[[], datetime] = utc_now
     http_port: int = 0
     env: Mapping[str, str] | None = None       # what the config was loaded with (reload too)
-    logged_out: set[str] = field(default_factory=set)
     pauses: PauseBook | None = None
     reconciler: QueueLogReconciler | None = None
 
@@ -155,7 +152,7 @@ class Hotline:
         await self._apply_memberships(list(report.members))
 
     async def _apply_memberships(self, actual: list[Any]) -> queue_admin.ApplyReport:
-        plan = queue_admin.plan(desired_memberships(self.config, self.logged_out, self.pauses),
+        plan = queue_admin.plan(desired_memberships(self.config, self.pauses),
                                 actual, [q.name for q in self.config.queues.queues])
         result = await queue_admin.apply(self.link, plan)
         if plan:

@@ -1,16 +1,16 @@
-"""Persistence of queued calls and per-interval (15-minute by default) queue statistics.
+"""Persistence of queued calls, seats' desired pauses and per-interval queue statistics.
 
-Every write is one short transaction, so the call tracker may call :meth:`CallStore.upsert`
-from as many tasks as it likes. On shutdown, write what is still in memory with
-:meth:`CallStore.flush_shielded`: the commit completes even if the shutdown cancels the caller.
+The call writer (:mod:`hotline.call_writer`) batches what the tracker and the pause book
+report into short transactions: :meth:`CallStore.flush`, :meth:`CallStore.save_pauses`,
+:meth:`CallStore.upsert_interval`; on start the service reads back the open calls, the pauses
+and the recent intervals.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Insert, or_, select
@@ -20,29 +20,10 @@ from hotline.db import CallRow, QueueIntervalRow, SeatPauseRow, dialect_insert
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.pauses import DesiredPause
 
-INTERVAL = timedelta(minutes=15)
-"""Default length of a statistics interval (the 12345 hotline reports in quarters of an hour);
-the stats component may use 5 to 60 minutes."""
-
 _MAX_RECENT = 1000
 _IDS_PER_QUERY = 500   # well under SQLite's 999 bound parameters
 _COUNTERS = ("offered", "answered", "answered_within_sl", "abandoned", "timed_out",
              "unknown_end", "pbx_shutdown", "completed")  # fmt: skip
-
-
-def interval_start_for(at: datetime, length: timedelta = INTERVAL) -> datetime:
-    """The start (UTC) of the interval of ``length`` containing ``at`` (an aware datetime).
-
-    ``length`` must divide an hour or be a whole number of hours up to one. Aligning in UTC
-    gives the same boundaries as in Beijing time: UTC+8 is a whole number of hours.
-    """
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"naive datetime {at.isoformat()} given; use an aware one")
-    minutes, rest = divmod(int(length.total_seconds()), 60)
-    if rest or minutes <= 0 or 60 % minutes:
-        raise ValueError(f"interval length {length} does not divide an hour")
-    at = at.astimezone(UTC)
-    return at.replace(minute=at.minute - at.minute % minutes, second=0, microsecond=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,38 +148,17 @@ class CallStore:
         result = await conn.execute(self._upsert_statement(record))
         return bool(result.rowcount)
 
-    async def upsert(self, record: CallRecord) -> bool:
-        """Insert or update ``record`` by ``call_id`` in its own transaction.
-
-        Idempotent. Returns ``False`` when nothing was written because the stored call has
-        already ended and ``record`` has not (a stale write that arrived late).
-        """
-        async with self._engine.begin() as conn:
-            return await self._write(conn, record)
-
     async def flush(self, records: Iterable[CallRecord]) -> int:
-        """Upsert several records in one transaction; returns how many rows were written."""
+        """Insert or update ``records`` by ``call_id`` in one transaction; idempotent.
+
+        Returns how many rows were written: a record whose stored call has already ended
+        while it has not (a stale write that arrived late) writes nothing.
+        """
         written = 0
         async with self._engine.begin() as conn:
             for record in records:
                 written += await self._write(conn, record)
         return written
-
-    async def flush_shielded(self, records: Iterable[CallRecord]) -> int:
-        """:meth:`flush`, completed even if the calling task is cancelled meanwhile.
-
-        For the last commit on shutdown: the tracker calls ``await
-        store.flush_shielded(open_records)`` from its cleanup path. If the shutdown cancels it,
-        the write still finishes (the inner task is awaited, not abandoned) and then the
-        cancellation is re-raised. A second cancellation while waiting abandons the write.
-        """
-        batch = list(records)  # the caller may mutate its collection once we yield
-        write = asyncio.ensure_future(self.flush(batch))
-        try:
-            return await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await asyncio.wait([write])
-            raise
 
     async def get(self, call_id: str) -> CallRecord | None:
         """The stored call with this ``call_id``, or ``None``."""

@@ -226,7 +226,7 @@ async def test_after_a_restart_a_named_call_is_found_in_the_call_store(tmp_path:
     async with open_engine(url) as engine:
         await migrate(engine)
         store = CallStore(engine)
-        await store.upsert(ended)                  # what the call writer did before the restart
+        await store.flush([ended])                 # what the call writer did before the restart
         gateway = MemoryGateway()
         phone = PhoneIntake(_NoLiveCalls(), gateway, Clock(T0), stored_call=store.get)
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hotline.call_store import CallStore, QueueInterval, interval_start_for
+from hotline.call_store import CallStore, QueueInterval
 from hotline.call_writer import CallWriter
 from hotline.db import CallRow
 from telephony.model import CallOutcome, CallPhase, CallRecord
@@ -21,6 +21,7 @@ from telephony.stats import QueueStats
 EngineFactory = Callable[..., Awaitable[AsyncEngine]]
 BEIJING = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=BEIJING)
+QUARTER = T0.astimezone(UTC)    # the start of the stats interval T0 is in
 
 
 def _call(call_id: str, *, joined: datetime = T0, queue: str = "12345") -> CallRecord:
@@ -66,7 +67,7 @@ async def _row_count(store: CallStore) -> int:
 async def test_a_call_round_trips_with_every_field(store: CallStore) -> None:
     record = _ended(_answered(_call("1795398663.0")), CallOutcome.TRANSFERRED)
     record = dataclasses.replace(record, transferred_to="8001", asr_uuid="5f0c1e0e-uuid")
-    assert await store.upsert(record)
+    assert await store.flush([record]) == 1
 
     loaded = await store.get("1795398663.0")
     assert loaded == record
@@ -80,7 +81,7 @@ async def test_a_call_round_trips_with_every_field(store: CallStore) -> None:
 
 
 async def test_derived_seconds_are_stored_for_reports(store: CallStore) -> None:
-    await store.upsert(_ended(_answered(_call("1.1"), after=7.25), CallOutcome.ANSWERED, talk=30))
+    await store.flush([_ended(_answered(_call("1.1"), after=7.25), CallOutcome.ANSWERED, talk=30)])
     async with store._engine.connect() as conn:  # noqa: SLF001
         wait, talk = (
             await conn.execute(select(CallRow.wait_seconds, CallRow.talk_seconds))
@@ -90,7 +91,7 @@ async def test_derived_seconds_are_stored_for_reports(store: CallStore) -> None:
 
 async def test_every_outcome_round_trips(store: CallStore) -> None:
     for n, outcome in enumerate(CallOutcome):
-        await store.upsert(_ended(_call(f"2.{n}"), outcome))
+        await store.flush([_ended(_call(f"2.{n}"), outcome)])
     for n, outcome in enumerate(CallOutcome):
         loaded = await store.get(f"2.{n}")
         assert loaded is not None and loaded.outcome is outcome
@@ -98,13 +99,13 @@ async def test_every_outcome_round_trips(store: CallStore) -> None:
 
 async def test_upsert_is_idempotent_and_follows_the_call(store: CallStore) -> None:
     waiting = _call("3.0")
-    assert await store.upsert(waiting)
-    assert await store.upsert(waiting)
+    assert await store.flush([waiting]) == 1
+    assert await store.flush([waiting]) == 1
     assert await _row_count(store) == 1
     assert await store.get("3.0") == waiting
 
     connected = _answered(waiting)
-    await store.upsert(connected)
+    await store.flush([connected])
     assert await store.get("3.0") == connected
     assert await _row_count(store) == 1
 
@@ -113,24 +114,24 @@ async def test_an_ended_call_is_not_reopened_by_a_late_write(store: CallStore) -
     waiting = _call("4.0")
     connected = _answered(waiting)
     ended = _ended(connected, CallOutcome.ANSWERED)
-    await store.upsert(ended)
+    await store.flush([ended])
 
-    assert not await store.upsert(connected)  # committed late by another task
+    assert await store.flush([connected]) == 0  # committed late by another task
     assert await store.get("4.0") == ended
 
     # Ended -> ended still updates: the tracker learns the transfer target afterwards.
     transferred = dataclasses.replace(ended, outcome=CallOutcome.TRANSFERRED, transferred_to="8001")
-    assert await store.upsert(transferred)
+    assert await store.flush([transferred]) == 1
     assert await store.get("4.0") == transferred
 
 
 async def test_open_calls_are_the_unended_ones_oldest_first(store: CallStore) -> None:
     newer = _call("5.2", joined=T0 + timedelta(minutes=2))
     older = _answered(_call("5.1", joined=T0))
-    await store.upsert(newer)
-    await store.upsert(older)
-    await store.upsert(_ended(_call("5.3"), CallOutcome.ABANDONED))
-    await store.upsert(_ended(_call("5.4"), CallOutcome.UNKNOWN_END))
+    await store.flush([newer])
+    await store.flush([older])
+    await store.flush([_ended(_call("5.3"), CallOutcome.ABANDONED)])
+    await store.flush([_ended(_call("5.4"), CallOutcome.UNKNOWN_END)])
 
     assert await store.open_calls() == [older, newer]
 
@@ -138,7 +139,7 @@ async def test_open_calls_are_the_unended_ones_oldest_first(store: CallStore) ->
 async def test_recent_is_newest_first_with_limit_and_queue(store: CallStore) -> None:
     for n in range(5):
         queue = "12345" if n % 2 == 0 else "12345-en"
-        await store.upsert(_call(f"6.{n}", joined=T0 + timedelta(minutes=n), queue=queue))
+        await store.flush([_call(f"6.{n}", joined=T0 + timedelta(minutes=n), queue=queue)])
 
     assert [r.call_id for r in await store.recent(3)] == ["6.4", "6.3", "6.2"]
     assert [r.call_id for r in await store.recent(10, queue="12345")] == ["6.4", "6.2", "6.0"]
@@ -152,7 +153,7 @@ async def test_concurrent_upserts_all_land(store: CallStore) -> None:
     distinct = [_call(f"7.{n}", joined=T0 + timedelta(seconds=n)) for n in range(40)]
     same = _call("7.same")
     versions = [same, _answered(same)] * 10
-    await asyncio.gather(*(store.upsert(r) for r in [*distinct, *versions]))
+    await asyncio.gather(*(store.flush([r]) for r in [*distinct, *versions]))
 
     assert await _row_count(store) == 41
     stored = await store.get("7.same")
@@ -166,31 +167,6 @@ async def test_flush_writes_a_batch_in_one_go(store: CallStore) -> None:
     batch = [_call("8.1"), _answered(_call("8.2")), _ended(_call("8.3"), CallOutcome.TIMEOUT)]
     assert await store.flush(batch) == 3
     assert [await store.get(r.call_id) for r in batch] == batch
-
-
-async def test_shielded_flush_completes_when_shutdown_cancels_the_caller(
-    store: CallStore,
-) -> None:
-    record = _ended(_answered(_call("9.1")), CallOutcome.ANSWERED)
-    caller = asyncio.create_task(store.flush_shielded([record]))
-    await asyncio.sleep(0)  # the caller is now waiting on the write, which has not started
-    caller.cancel()
-
-    with pytest.raises(asyncio.CancelledError):
-        await caller
-    assert await store.get("9.1") == record  # the write finished before the cancel went on
-
-
-def test_interval_start_is_the_quarter_hour_in_utc() -> None:
-    at = datetime(2026, 11, 23, 9, 44, 59, 999999, tzinfo=BEIJING)
-    assert interval_start_for(at) == datetime(2026, 11, 23, 1, 30, tzinfo=UTC)
-    assert interval_start_for(at).tzinfo is UTC
-    assert interval_start_for(at, timedelta(minutes=5)) == datetime(2026, 11, 23, 1, 40, tzinfo=UTC)
-    assert interval_start_for(at, timedelta(hours=1)) == datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
-    with pytest.raises(ValueError, match="naive"):
-        interval_start_for(datetime(2026, 11, 23, 9, 44))
-    with pytest.raises(ValueError, match="divide an hour"):
-        interval_start_for(at, timedelta(minutes=7))
 
 
 @pytest.mark.parametrize(
@@ -215,7 +191,7 @@ def test_impossible_intervals_are_refused(changes: dict[str, object], message: s
 
 
 async def test_intervals_are_replaced_whole_and_read_by_range(store: CallStore) -> None:
-    start = interval_start_for(T0)
+    start = QUARTER
     rows = [
         QueueInterval("12345", start + i * timedelta(minutes=15), offered=10 + i, answered=8,
                       answered_within_sl=6, abandoned=1, timed_out=1, unknown_end=i,
@@ -245,7 +221,7 @@ async def test_intervals_are_replaced_whole_and_read_by_range(store: CallStore) 
 
 async def test_store_refuses_naive_times(store: CallStore) -> None:
     with pytest.raises(Exception, match="naive datetime"):
-        await store.upsert(_call("10.1", joined=datetime(2026, 11, 23, 9, 0)))
+        await store.flush([_call("10.1", joined=datetime(2026, 11, 23, 9, 0))])
     assert await store.get("10.1") is None
 
 
@@ -269,9 +245,9 @@ async def test_desired_pauses_round_trip_and_update(store: CallStore) -> None:
 
 
 async def test_pbx_shutdown_counts_are_stored_with_the_interval(store: CallStore) -> None:
-    row = QueueInterval("12345", interval_start_for(T0), offered=3, abandoned=1, pbx_shutdown=2)
+    row = QueueInterval("12345", QUARTER, offered=3, abandoned=1, pbx_shutdown=2)
     await store.upsert_interval(row)
-    assert await store.intervals("12345", since=interval_start_for(T0)) == [row]
+    assert await store.intervals("12345", since=QUARTER) == [row]
 
 
 async def test_the_writer_saves_desired_pauses(store: CallStore) -> None:

@@ -37,11 +37,12 @@ system-packages:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-# Types and unused/undefined names are part of the test: mypy --strict and pyflakes on every
-# package, then the test suite.
+# Types, unused/undefined names and the packages' dependency rules (import-linter contracts in
+# pyproject.toml) are part of the test: mypy --strict, pyflakes, lint-imports, then the suite.
 test: install system-packages
 	$(BIN)/mypy --strict asr channels config hotline router telephony
 	$(BIN)/python -m pyflakes asr channels config hotline router telephony bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: install system-packages

@@ -3,8 +3,9 @@
 Admins edit YAML (``hotline.yaml``, ``queues.yaml``); :func:`config.loader.load_config` turns
 it into a frozen :class:`HotlineConfig`. Every model forbids unknown keys (a typo is an error,
 not a silently ignored setting) and every value that later reaches an AMI action (queue names,
-interfaces, member names, pause reasons) is checked here with the same rules as
-:mod:`telephony.actions`, so a bad value fails at load time instead of on a live call.
+interfaces, member names, pause reasons) is checked here with the rules of :mod:`config.ami`
+that :mod:`telephony.actions` applies too, so a bad value fails at load time instead of on a
+live call.
 
 Checks that span several items (a seat listed twice in one queue, one extension with two
 names) raise one ``hotline_cross_check`` error whose context carries each problem's own key
@@ -32,13 +33,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from config.channels import ChannelsConfig
+from config.ami import unsafe_reason
 from config.asr import AsrConfig
+from config.channels import ChannelsConfig
 from config.routing import RoutingConfig
 from config.sla import SlaConfig
 from config.units import UnitsConfig
-from telephony.actions import check_value
-from telephony.errors import UnsafeActionValue
 
 CROSS_CHECK = "hotline_cross_check"
 """Pydantic error type whose ``ctx["issues"]`` holds ``(relative key path, reason)`` pairs."""
@@ -60,15 +60,14 @@ def fail_cross_check(issues: Iterable[tuple[str, str]]) -> NoReturn:
     raise PydanticCustomError(CROSS_CHECK, "{summary}", {"summary": summary, "issues": found})
 
 
-def _ami_safe(kind: str | None, what: str) -> AfterValidator:
-    """A validator reusing :func:`telephony.actions.check_value`, with a plain-words reason."""
+def _ami_safe(kind: str | None) -> AfterValidator:
+    """A validator with the rules :func:`telephony.actions.check_value` applies to ``kind``."""
 
     def check(value: str) -> str:
-        try:
-            return check_value(what, value, kind)
-        except UnsafeActionValue as exc:
+        if (reason := unsafe_reason(value, kind)) is not None:
             raise PydanticCustomError("ami_unsafe", "not safe for Asterisk: {reason}",
-                                      {"reason": exc.reason}) from None
+                                      {"reason": reason})
+        return value
 
     return AfterValidator(check)
 
@@ -106,23 +105,21 @@ def _template(kind: str | None) -> AfterValidator:
         if fields != {"extension"}:
             raise PydanticCustomError(
                 "bad_template", "must use {{extension}} and no other placeholder")
-        try:
-            check_value("template", value.format(extension="1001"), kind)
-        except UnsafeActionValue as exc:
+        if (reason := unsafe_reason(value.format(extension="1001"), kind)) is not None:
             raise PydanticCustomError("ami_unsafe", "expands to a value not safe for Asterisk: "
-                                      "{reason}", {"reason": exc.reason}) from None
+                                      "{reason}", {"reason": reason})
         return value
 
     return AfterValidator(check)
 
 
 Extension = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v),
-                      AfterValidator(_extension), _ami_safe("exten", "extension")]
-DisplayName = Annotated[str, Field(max_length=40), _ami_safe(None, "name"),
+                      AfterValidator(_extension), _ami_safe("exten")]
+DisplayName = Annotated[str, Field(max_length=40), _ami_safe(None),
                         AfterValidator(_display_name)]
-QueueName = Annotated[str, _ami_safe("queue", "queue")]
-Interface = Annotated[str, _ami_safe("interface", "interface")]
-PauseReason = Annotated[str, Field(min_length=1, max_length=20), _ami_safe(None, "reason")]
+QueueName = Annotated[str, _ami_safe("queue")]
+Interface = Annotated[str, _ami_safe("interface")]
+PauseReason = Annotated[str, Field(min_length=1, max_length=20), _ami_safe(None)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 Strategy = Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear",
                    "wrandom", "rrordered"]
@@ -203,7 +200,7 @@ class AmiConfig(_Section):
 
     host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5038
-    username: Annotated[str, _ami_safe("variable", "username")] = "hotline"
+    username: Annotated[str, _ami_safe("variable")] = "hotline"
     secret: Annotated[SecretStr, Field(min_length=1)] | None = None
     connect_timeout: Seconds = 5.0
     action_timeout: Seconds = 10.0
@@ -221,12 +218,9 @@ class AmiConfig(_Section):
     @field_validator("secret")
     @classmethod
     def _secret_safe(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            try:
-                check_value("Secret", value.get_secret_value())
-            except UnsafeActionValue as exc:
-                raise PydanticCustomError("ami_unsafe", "not safe for Asterisk: {reason}",
-                                          {"reason": exc.reason}) from None
+        if value is not None and (reason := unsafe_reason(value.get_secret_value())):
+            raise PydanticCustomError("ami_unsafe", "not safe for Asterisk: {reason}",
+                                      {"reason": reason})
         return value
 
     @model_validator(mode="after")
@@ -265,7 +259,7 @@ class Queue(_Section):
     """One Asterisk queue and its seats."""
 
     name: QueueName
-    description: Annotated[str, Field(max_length=80), _ami_safe(None, "description"),
+    description: Annotated[str, Field(max_length=80), _ami_safe(None),
                            AfterValidator(_display_name)]
     strategy: Strategy = "rrmemory"
     ring_timeout: Annotated[int, Field(ge=1, le=300)] = 15

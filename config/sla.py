@@ -29,7 +29,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from router.kinds import DemandType, Urgency
+from config.kinds import DemandType, Urgency
 
 
 class _Section(BaseModel):

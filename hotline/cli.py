@@ -7,10 +7,15 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from hotline import asr_cli
+
+if TYPE_CHECKING:
+    from config.schema import HotlineConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_demo(seconds=args.seconds, calls_per_minute=args.calls_per_minute,
                                     mean_talk=args.mean_talk, http_port=args.http_port))
     if args.command == "config":
-        from config.check import check as check_config
-        return check_config(args.path)
+        return config_check(args.path)
     if args.command == "asterisk":
         from config.errors import ConfigError
         from config.loader import load_config
@@ -121,6 +125,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "asr":
         return asr_cli.main(args)
     return 2
+
+
+def config_check(path: Path | None = None, env: Mapping[str, str] | None = None, *,
+                 out: TextIO | None = None, err: TextIO | None = None,
+                 now: datetime | None = None) -> int:
+    """``hotline config check``: :func:`config.check.check`, plus a note naming the holiday
+    years a deadline computed ``now`` (default: the wall clock) may reach that ``sla.yaml``
+    lacks (:func:`router.calendar.calendar_warning`, as ``/readyz`` reports it)."""
+    from zoneinfo import ZoneInfo
+
+    from config.check import check
+    from router.calendar import WorkCalendar, calendar_warning
+
+    def calendar_note(cfg: HotlineConfig) -> list[str]:
+        calendar = WorkCalendar(cfg.sla.calendar, ZoneInfo(cfg.service.timezone))
+        warning = calendar_warning(calendar, cfg.sla.calendar.uncovered_years,
+                                   datetime.now(UTC) if now is None else now)
+        return [] if warning is None else [warning.message]
+
+    return check(path, env, out=out, err=err, notes=calendar_note)
 
 
 def _router_train(train_args: list[str]) -> int:

@@ -22,19 +22,14 @@ from channels.consumer import IntakeConsumer
 from channels.durable import redis_client
 from channels.keys import StreamKeys
 from config.schema import HotlineConfig
-from router.calendar import WorkCalendar
+from router.calendar import CalendarWarning, WorkCalendar, calendar_warning
 from router.classify import Classifier, TextModel
 from router.gazetteer import Gazetteer
 from router.kb import Article, KbError, KnowledgeBase, load_articles
 from router.kb_store import KbStore, KbSync
 from router.outbound import RedisDeadLetter, TicketSender
 from router.outbox import OutboxRelay
-from router.provisional import (
-    CalendarWarning,
-    RecountReport,
-    calendar_warning,
-    recount_provisional,
-)
+from router.provisional import RecountReport, recount_provisional
 from router.service import IntakeRouter
 from router.ticket_store import TicketStore
 from router.train import ModelError, load_model

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
+from config.kinds import DemandType, Urgency
 from config.sla import SlaConfig, TimeLimit
 from router.calendar import WorkCalendar
-from router.kinds import DemandType, Urgency
 
 __all__ = ["Deadlines", "DemandType", "ExtensionRefused", "Urgency", "deadline_for", "extend"]
 

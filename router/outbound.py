@@ -20,35 +20,16 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from config.routing import OutboundConfig
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class OutboundConfig(BaseModel):
-    """``routing.outbound``: where and how tickets are handed to the city's own system."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = False
-    url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:9/tickets"
-    # Sent as "Authorization: Bearer <token>" when set (keep it in the environment).
-    token: SecretStr | None = None
-    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
-    backoff_initial: Annotated[float, Field(gt=0, le=600)] = 1.0
-    backoff_max: Annotated[float, Field(gt=0, le=3600)] = 300.0
-    # The outbox (router/outbox.py): how often it looks for due tickets when nothing woke it,
-    # how many it claims at once and how many POSTs run at the same time.
-    poll_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
-    batch: Annotated[int, Field(ge=1, le=1000)] = 50
-    concurrency: Annotated[int, Field(ge=1, le=100)] = 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,9 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.intake import utc_now
+from config.routing import OutboundConfig
 from hotline.db import TicketOutboxRow, TicketRow
-from router.outbound import DeadLetter, OutboundConfig, TicketSender
+from router.outbound import DeadLetter, TicketSender
 from router.ticket_store import ticket_from_row
 
 log = logging.getLogger(__name__)

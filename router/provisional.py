@@ -7,7 +7,8 @@ year's official arrangement is entered in ``sla.yaml`` and the config is loaded 
 reloaded (SIGHUP, ``POST /api/admin/reload``), :func:`recount_provisional` counts every open
 such order again from its ``deadlines_from`` and writes the change on its audit trail
 (action ``reschedule``, old and new deadlines in the note). Until then
-:func:`calendar_warning` is what ``hotline config check``, ``/readyz`` and ``/metrics`` say.
+:func:`router.calendar.calendar_warning` is what ``hotline config check``, ``/readyz`` and
+``/metrics`` say.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from config.sla import SlaConfig
 from router.calendar import CalendarError, WorkCalendar
@@ -24,45 +24,6 @@ from router.ticket_store import TicketStore
 from router.tickets import Ticket
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarWarning:
-    """Years a deadline computed now may run into whose official arrangement is missing."""
-
-    years: tuple[int, ...]
-    mode: str  # calendar.uncovered_years: what happens to deadlines in those years
-
-    @property
-    def message(self) -> str:
-        """What the admin reads (Chinese first)."""
-        years = "、".join(str(y) for y in self.years)
-        keys = ", ".join(f"calendar.years.{y}" for y in self.years)
-        consequence = {
-            "provisional": ("期限按法定节假日规则临时计算（不含调休），工单标记为临时期限 / "
-                            "deadlines there are provisional (statutory rules, no weekend "
-                            "swaps) and marked so on the orders"),
-            "error": "跨入该年的工作日期限无法计算，转人工设定 / working-day deadlines into it "
-                     "cannot be computed and go to the dispatcher",
-            "weekends": "仅按周一至周五计算，节假日期间的期限将算错 / counted Monday-Friday "
-                        "only: deadlines around its holidays will be wrong",
-        }[self.mode]
-        return (f"{years} 年的国务院放假安排尚未录入 sla.yaml（{keys}）：{consequence}。"
-                f"公布后请录入并重新加载配置，未办结工单的期限将自动重算。 / No official "
-                f"holiday arrangement for {years} in sla.yaml ({keys}); enter it when published "
-                f"and reload: open orders are then recounted.")
-
-    def as_json(self) -> dict[str, Any]:
-        """The warning as ``/readyz`` shows it."""
-        return {"code": "calendar_not_confirmed", "years": list(self.years), "mode": self.mode,
-                "message": self.message}
-
-
-def calendar_warning(calendar: WorkCalendar, mode: str,
-                     now: dt.datetime) -> CalendarWarning | None:
-    """The warning due at ``now`` (:meth:`WorkCalendar.unconfirmed_years`), or ``None``."""
-    years = calendar.unconfirmed_years(calendar.local_date(now))
-    return CalendarWarning(years, mode) if years else None
 
 
 @dataclass

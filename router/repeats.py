@@ -18,31 +18,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.feature_extraction.text import HashingVectorizer  # type: ignore[import-untyped]
 
 from channels.intake import Contact, Intake, Location
+from config.routing import RepeatConfig
 from router.kb import terms
 
 _DIGITS = re.compile(r"\D")
-
-
-class RepeatConfig(BaseModel):
-    """``routing.repeats``: how alike and how recent counts as the same matter."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    window_days: Annotated[int, Field(ge=1, le=3660)] = 30
-    same_citizen_similarity: Annotated[float, Field(gt=0, le=1)] = 0.45
-    related_similarity: Annotated[float, Field(gt=0, le=1)] = 0.6
-    max_related: Annotated[int, Field(ge=0, le=100)] = 10
-    # Newest orders at the batch's places compared for related orders (a hot spot's newest
-    # are the ones a new demand relates to; older ones are not read every batch).
-    place_lookback: Annotated[int, Field(ge=1, le=10000)] = 300
 
 
 @dataclass(frozen=True, slots=True)

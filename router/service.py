@@ -27,6 +27,8 @@ import numpy as np
 
 from channels.intake import Contact, Intake, Location
 from channels.textcheck import has_control, strip_control
+from config.kinds import DemandType
+from config.routing import RepeatConfig
 from config.sla import SlaConfig
 from config.units import UnitsConfig
 from router.calendar import CalendarError, WorkCalendar
@@ -34,16 +36,14 @@ from router.classify import Classification, Classifier
 from router.deadlines import Deadlines, deadline_for
 from router.gazetteer import Gazetteer
 from router.kb import KnowledgeBase
-from router.kinds import DemandType
-from router.route import route_intake
 from router.repeats import (
     Earlier,
     EarlierIndex,
-    RepeatConfig,
     RepeatFinding,
     check,
     similarity_matrix,
 )
+from router.route import route_intake
 from router.ticket_store import EarlierOrder
 from router.tickets import NewTicket, Ticket, TicketStatus
 

@@ -2,8 +2,9 @@
 
 Citizens write full-width digits and letters (１２３４５, ＡＢＣ), mix English words, emoji and
 phone numbers into their messages. Rules and the model must treat ``１２路`` and ``12路`` alike,
-so both see the text folded by :func:`fold` (Unicode NFKC, lower case, one space for any run of
-white space). The model additionally sees every run of digits as a single ``0``
+so both see the text folded by :func:`config.classify.fold` (Unicode NFKC, lower case, one
+space for any run of white space; it lives in config because keywords are folded when the config
+loads). The model additionally sees every run of digits as a single ``0``
 (:func:`model_text`): phone numbers, house numbers and amounts would otherwise become thousands
 of one-off features that only add noise.
 
@@ -15,22 +16,18 @@ classification fast and free of a dictionary to maintain.
 from __future__ import annotations
 
 import re
-import unicodedata
 
-_WHITESPACE = re.compile(r"\s+")
+from config.classify import fold
+
 _DIGITS = re.compile(r"\d+")
 # A "segment" is a run of letters, digits or CJK characters (``\w`` in Python's Unicode
 # regexes). N-grams never cross punctuation, spaces or emoji: "水，电" is not evidence of "水电".
 _SEGMENT = re.compile(r"\w+")
 
 
-def fold(text: str) -> str:
-    """The text as rules match it: NFKC (full-width → half-width), lower case, single spaces."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
-
-
 def model_text(text: str) -> str:
-    """The text as the model sees it: :func:`fold`, then every run of digits as ``0``."""
+    """The text as the model sees it: :func:`~config.classify.fold`, then every run of digits
+    as ``0``."""
     return _DIGITS.sub("0", fold(text))
 
 

@@ -26,12 +26,12 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.citizen_status import CitizenStatus
 from channels.intake import utc_now
+from config.routing import TicketSettings
 from hotline.db import (
     TicketEventRow,
     TicketNumberCounterRow,
@@ -74,17 +74,6 @@ MAX_BATCH = 500
 under the bound-parameter limits of asyncpg and SQLite)."""
 
 _CREATE_ATTEMPTS = 5
-
-
-class TicketSettings(BaseModel):
-    """Ticket backend settings (``tickets:`` in the config)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    number_prefix: str = Field(default="GD", pattern=r"^[A-Z]{1,8}$")
-    """Letters in front of every ticket number (GD = 工单)."""
-    max_extensions: int = Field(default=3, ge=0, le=10)
-    """Extensions (延期) granted at most per order; the rules say 3."""
 
 
 DONE = frozenset({S.REPLIED, S.SURVEYED, S.ARCHIVED})

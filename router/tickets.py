@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from channels.citizen_status import CitizenStatus
-from router.kinds import DemandType, Urgency
+from config.kinds import DemandType, Urgency
 
 Role = Literal["router", "office", "unit"]
 

@@ -34,8 +34,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict  # type: 
 from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
+from config.kinds import DemandType
 from router.classify import LinearHead, TextModel
-from router.kinds import DemandType
 from router.text import char_ngrams, has_content, model_text
 
 REQUIRED_COLUMNS = ("text", "unit", "type")

@@ -10,6 +10,9 @@ service's privileges (panoramisk writes ``'%s: %s' % (key, value)`` unescaped). 
   whitelist pattern;
 * free-text fields (member names, pause reasons) are limited in length.
 
+The rules themselves (:mod:`config.ami`) are shared with the config schema, which applies them
+at load time.
+
 Builders return an immutable :class:`AmiAction`; the link assigns the ``ActionID``.
 """
 
@@ -18,49 +21,23 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
+from config.ami import CONTROL, unsafe_reason
 from telephony.errors import UnsafeActionValue
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
-
-# Whitelists, per kind of field. Asterisk channel names look like
-# ``Local/talk@citizen-00000000;1`` or ``PJSIP/1001-0000000a``; interfaces like
-# ``Local/1001@seats/n`` or ``PJSIP/1001``.
-PATTERNS: Final[Mapping[str, re.Pattern[str]]] = {
-    "channel": re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}/[A-Za-z0-9@;._+:#*/-]{1,120}$"),
-    "interface": re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}/[A-Za-z0-9@._+:/-]{1,120}$"),
-    "context": re.compile(r"^[A-Za-z0-9_-]{1,79}$"),
-    "exten": re.compile(r"^[A-Za-z0-9*#+_-]{1,79}$"),
-    "queue": re.compile(r"^[A-Za-z0-9_-]{1,79}$"),
-    "number": re.compile(r"^\+?[0-9*#]{1,32}$"),
-    "priority": re.compile(r"^[0-9]{1,5}$"),
-    "variable": re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
-    "application": re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$"),
-    "digits": re.compile(r"^[0-9]{1,6}$"),
-    "bool": re.compile(r"^(true|false)$"),
-}
-MAX_TEXT: Final = 120
 
 
 def check_value(field: str, value: str, kind: str | None = None) -> str:
     """Return ``value`` if it is safe for AMI field ``field``; raise :class:`UnsafeActionValue`.
 
-    ``kind`` names a whitelist in :data:`PATTERNS`; ``None`` means free text (no control
-    characters, at most :data:`MAX_TEXT` characters).
+    ``kind`` names a whitelist in :data:`config.ami.PATTERNS`; ``None`` means free text (no
+    control characters, at most :data:`config.ami.MAX_TEXT` characters).
     """
-    if not isinstance(value, str):
-        raise UnsafeActionValue(field, repr(value), "not a string")
-    if _CONTROL.search(value):
-        raise UnsafeActionValue(field, value, "contains a control character (CR, LF, NUL ...)")
-    if kind is None:
-        if len(value) > MAX_TEXT:
-            raise UnsafeActionValue(field, value, f"longer than {MAX_TEXT} characters")
-        return value
-    pattern = PATTERNS[kind]
-    if not pattern.match(value):
-        raise UnsafeActionValue(field, value, f"not a valid {kind}")
+    reason = unsafe_reason(value, kind)
+    if reason is not None:
+        shown = value if isinstance(value, str) else repr(value)
+        raise UnsafeActionValue(field, shown, reason)
     return value
 
 
@@ -88,7 +65,7 @@ class AmiAction:
                 raise UnsafeActionValue(key, value, "invalid header name")
             # Builders check each value against its kind; this last line of defence catches
             # an AmiAction built by hand with a line break in it.
-            if not isinstance(value, str) or _CONTROL.search(value) or len(value) > 1024:
+            if not isinstance(value, str) or CONTROL.search(value) or len(value) > 1024:
                 raise UnsafeActionValue(key, str(value), "control character or too long")
 
     def to_wire(self, action_id: str) -> str:

@@ -22,7 +22,7 @@ recount (``router/test_tickets``, ``test_ticket_store``, ``test_calendar``,
 ``test_deadlines``, ``test_holidays``, ``test_provisional``, ``test_service``); daily queue
 statistics by Beijing day and what stays in memory (``telephony/test_stats_and_board``,
 ``hotline/test_call_writer``); the KB's "today" (``hotline/test_kb_api``); ``config check``'s
-warning (``config/test_config_reload_check``); and the whole service across a reload
+calendar note (the two ``config check`` tests of ``hotline/test_cli``); and the whole service across a reload
 (``e2e/test_calendar_e2e``). The database tests run on SQLite only here: no code asks
 PostgreSQL for the time (no ``now()`` in SQL), and PostgreSQL's run doubles the time. The
 whole suite was run at all three moments once (see the README) to find the time bombs.
@@ -54,7 +54,8 @@ DATE_SENSITIVE = [
     "tests/router/test_tickets.py",
     "tests/hotline/test_call_writer.py",
     "tests/hotline/test_kb_api.py",
-    "tests/config/test_config_reload_check.py",
+    "tests/hotline/test_cli.py::test_config_check_passes_on_the_shipped_configs",
+    "tests/hotline/test_cli.py::test_config_check_warns_until_the_next_years_holidays_are_entered",
     "tests/telephony/test_stats_and_board.py",
     "tests/e2e/test_calendar_e2e.py",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
 
 from config.check import check
 
@@ -37,19 +36,9 @@ def test_check_prints_every_error_and_fails(write_config) -> None:
     assert out.getvalue() == ""
 
 
-def test_check_warns_until_the_next_years_holidays_are_entered(write_config) -> None:  # type: ignore[no-untyped-def]
-    december = datetime(2026, 12, 7, 2, tzinfo=UTC)
+def test_check_prints_the_notes_it_is_given_about_the_loaded_config() -> None:
     out = io.StringIO()
-    assert check(None, {}, out=out, err=io.StringIO(), now=december) == 0
-    notes = [line for line in out.getvalue().splitlines() if "calendar.years.2027" in line]
-    assert len(notes) == 1 and "2027 年的国务院放假安排尚未录入" in notes[0]
-    assert "临时" in notes[0]
-    # Not before October (nothing computed now can reach 2027) ...
-    out = io.StringIO()
-    assert check(None, {}, out=out, err=io.StringIO(), now=datetime(2026, 6, 1, tzinfo=UTC)) == 0
-    assert "calendar.years" not in out.getvalue()
-    # ... and not once sla.yaml has the year.
-    entered = write_config(sla="calendar:\n  years:\n    2027:\n      holidays: [2027-01-01]\n")
-    out = io.StringIO()
-    assert check(entered, {}, out=out, err=io.StringIO(), now=december) == 0
-    assert "calendar.years" not in out.getvalue()
+    assert check(None, {}, out=out, err=io.StringIO(),
+                 notes=lambda cfg: [f"时区 {cfg.service.timezone}", "second"]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[-2:] == ["  注意 / note: 时区 Asia/Shanghai", "  注意 / note: second"]

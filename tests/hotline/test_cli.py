@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from hotline.cli import main
+from hotline.cli import config_check, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +29,26 @@ def test_config_check_prints_every_error_with_file_key_and_reason(
     err = capsys.readouterr().err
     assert "queues.yaml: queues[0].strategy:" in err
     assert "queues.yaml: pause_reasons[0]:" in err
+
+
+def test_config_check_warns_until_the_next_years_holidays_are_entered(tmp_path: Path) -> None:
+    december = datetime(2026, 12, 7, 2, tzinfo=UTC)
+    out = io.StringIO()
+    assert config_check(None, {}, out=out, err=io.StringIO(), now=december) == 0
+    notes = [line for line in out.getvalue().splitlines() if "calendar.years.2027" in line]
+    assert len(notes) == 1 and "2027 年的国务院放假安排尚未录入" in notes[0]
+    assert notes[0].startswith("  注意 / note: ") and "临时" in notes[0]
+    # Not before October (nothing computed now can reach 2027) ...
+    out = io.StringIO()
+    assert config_check(None, {}, out=out, err=io.StringIO(),
+                        now=datetime(2026, 6, 1, tzinfo=UTC)) == 0
+    assert "calendar.years" not in out.getvalue()
+    # ... and not once sla.yaml has the year.
+    (tmp_path / "sla.yaml").write_text(
+        "calendar:\n  years:\n    2027:\n      holidays: [2027-01-01]\n", encoding="utf-8")
+    out = io.StringIO()
+    assert config_check(tmp_path, {}, out=out, err=io.StringIO(), now=december) == 0
+    assert "calendar.years" not in out.getvalue()
 
 
 def test_asterisk_render_reproduces_the_committed_configs(tmp_path: Path) -> None:

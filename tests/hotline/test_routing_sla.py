@@ -12,15 +12,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from config.classify import ClassifyRules
+from config.kinds import DemandType, Urgency
 from config.loader import DEFAULTS_DIR, load_config
 from config.schema import HotlineConfig
 from config.sla import SlaConfig
 from hotline.routing import RouterParts
 from router.calendar import WorkCalendar
-from router.classify import Classifier, ClassifyRules
+from router.classify import Classifier
 from router.gazetteer import Gazetteer
 from router.kb_store import KbStore, KbSync
-from router.kinds import DemandType, Urgency
 from router.service import IntakeRouter
 from router.ticket_store import TicketStore
 from router.tickets import NewTicket

@@ -13,8 +13,9 @@ from sklearn.model_selection import (  # type: ignore[import-untyped]
     train_test_split,
 )
 
-from router.classify import Classifier, ClassifyRules, TextModel
-from router.kinds import DemandType, Urgency
+from config.classify import ClassifyRules
+from config.kinds import DemandType, Urgency
+from router.classify import Classifier, TextModel
 from router.train import TrainSettings, _pipeline, _two_columns, fit_model, read_history
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "labelled_sample.csv"

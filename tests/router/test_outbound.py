@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from router.outbound import OutboundConfig, RedisDeadLetter, TicketSender
+from config.routing import OutboundConfig
+from router.outbound import RedisDeadLetter, TicketSender
 from tests.router.city import CitySystem, city, dead_letters  # noqa: F401 (fixtures)
 
 TICKET = {"number": "GD20261123000001", "intake_id": "ab" * 16, "unit": "city.water",

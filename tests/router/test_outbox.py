@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+from config.routing import OutboundConfig
 from hotline.db import TicketOutboxRow
-from router.outbound import OutboundConfig, RedisDeadLetter, TicketSender
+from router.outbound import RedisDeadLetter, TicketSender
 from router.outbox import OutboxRelay
 from router.ticket_store import TicketStore
 from router.tickets import NewTicket

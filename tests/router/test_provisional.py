@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from config.kinds import DemandType, Urgency
 from config.sla import SlaConfig
-from router.calendar import WorkCalendar
+from router.calendar import WorkCalendar, calendar_warning
 from router.deadlines import deadline_for
-from router.kinds import DemandType, Urgency
-from router.provisional import calendar_warning, recount_provisional
+from router.provisional import recount_provisional
 from router.ticket_store import TicketStore
 from router.tickets import ROUTER, Actor, NewTicket, Ticket, TicketAction, TicketStatus
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from channels.intake import Contact, Intake, Location
-from router.repeats import Earlier, RepeatConfig, check, citizen_keys
+from config.routing import RepeatConfig
+from router.repeats import Earlier, check, citizen_keys
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 CFG = RepeatConfig()

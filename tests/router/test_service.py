@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from channels.intake import Contact, Intake, Location
+from config.classify import ClassifyRules
+from config.kinds import DemandType, Urgency
 from config.loader import DEFAULTS_DIR, load_config
 from config.sla import SlaConfig
 from router.calendar import WorkCalendar
-from router.classify import Classifier, ClassifyRules, TextModel
+from router.classify import Classifier, TextModel
 from router.gazetteer import Gazetteer
 from router.kb import Article, KnowledgeBase, load_articles
-from router.kinds import DemandType, Urgency
 from router.service import IntakeRouter
 from router.ticket_store import TicketStore
 from router.train import load_model, train

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy import bindparam as sa_bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from config.routing import TicketSettings
 from hotline.db import (
     Base,
     TicketEventRow,
@@ -26,7 +27,7 @@ from hotline.db import (
     migrate,
     schema_revision,
 )
-from router.ticket_store import InvalidTicketChange, TicketSettings, TicketStore
+from router.ticket_store import InvalidTicketChange, TicketStore
 from router.tickets import (
     ROUTER,
     Actor,

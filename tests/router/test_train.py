@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from router.classify import Classifier, ClassifyRules
+from config.classify import ClassifyRules
+from router.classify import Classifier
 from router.train import (
     ModelError,
     TrainError,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
+from telephony.simulator.dialplan import Dialplan
 from telephony.simulator.queues import Member
-from telephony.simulator.wire import Fields, get, get_all
-
-if TYPE_CHECKING:
-    from telephony.simulator.server import PbxSimulator, Session
+from telephony.simulator.session import Session, SessionHost
+from telephony.simulator.transfers import Transfers
+from telephony.simulator.wire import Fields, get, get_all, tv
 
 
 def _resp(ok: bool, aid: str | None, message: str) -> Fields:
@@ -22,14 +21,16 @@ def _resp(ok: bool, aid: str | None, message: str) -> Fields:
 class ActionHandler:
     """Dispatches one parsed action for one session."""
 
-    def __init__(self, pbx: PbxSimulator) -> None:
-        self.pbx = pbx
-        self.e = pbx.engine
+    def __init__(self, host: SessionHost, dialplan: Dialplan, transfers: Transfers) -> None:
+        self.host = host
+        self.d = dialplan
+        self.transfers = transfers
+        self.e = dialplan.e
         self._atxfers: set[asyncio.Task[None]] = set()
 
     async def handle(self, sess: Session, f: Fields) -> None:
         """Run the action ``f`` from ``sess`` and send its response(s)."""
-        pbx = self.pbx
+        host = self.host
         name = get(f, "Action")
         aid: str | None = get(f, "ActionID") or None
         low = name.lower()
@@ -37,15 +38,14 @@ class ActionHandler:
             self._login(sess, f, aid)
             return
         if not sess.logged_in:
-            pbx.send(sess, _resp(False, aid, "Permission denied"))
+            host.send(sess, _resp(False, aid, "Permission denied"))
             return
         handler = getattr(self, "_a_" + low, None)
         if handler is None:
-            pbx.send(sess, _resp(False, aid, f"Invalid/unknown command: {name}. "
+            host.send(sess, _resp(False, aid, f"Invalid/unknown command: {name}. "
                                              "Use Action: ListCommands to show available "
                                              "commands."))
-            now = pbx.clock.now()
-            from telephony.simulator.server import tv
+            now = self.e.clock.now()
             self.e.emit("RequestBadFormat", "security,all", [
                 ("EventTV", tv(now)), ("Severity", "Error"), ("Service", "AMI"),
                 ("EventVersion", "1"), ("SessionID", sess.session_id),
@@ -56,18 +56,17 @@ class ActionHandler:
         handler(sess, f, aid)
 
     def _login(self, sess: Session, f: Fields, aid: str | None) -> None:
-        pbx = self.pbx
-        if get(f, "Username") != pbx.username or get(f, "Secret") != pbx.secret:
-            pbx.send(sess, _resp(False, aid, "Authentication failed"))
+        host = self.host
+        if get(f, "Username") != host.username or get(f, "Secret") != host.secret:
+            host.send(sess, _resp(False, aid, "Authentication failed"))
             return
         sess.logged_in = True
-        sess.username = pbx.username
-        pbx.send(sess, _resp(True, aid, "Authentication accepted"))
-        up = str(pbx.uptime)
-        pbx.send(sess, [("Event", "FullyBooted"), ("Privilege", "system,all"),
+        sess.username = host.username
+        host.send(sess, _resp(True, aid, "Authentication accepted"))
+        up = str(host.uptime)
+        host.send(sess, [("Event", "FullyBooted"), ("Privilege", "system,all"),
                         ("Uptime", up), ("LastReload", up), ("Status", "Fully Booted")])
-        from telephony.simulator.server import tv
-        when = tv(pbx.clock.now())
+        when = tv(self.e.clock.now())
         self.e.emit("SuccessfulAuth", "security,all", [
             ("EventTV", when), ("Severity", "Informational"), ("Service", "AMI"),
             ("EventVersion", "1"), ("AccountID", sess.username),
@@ -78,15 +77,15 @@ class ActionHandler:
         out: Fields = [("Response", "Goodbye")]
         if aid is not None:
             out.append(("ActionID", aid))
-        self.pbx.send(sess, out + [("Message", "Thanks for all the fish.")])
-        self.pbx.end_session(sess)
+        self.host.send(sess, out + [("Message", "Thanks for all the fish.")])
+        self.host.end_session(sess)
 
     def _a_ping(self, sess: Session, f: Fields, aid: str | None) -> None:
         out: Fields = [("Response", "Success")]
         if aid is not None:
             out.append(("ActionID", aid))
-        self.pbx.send(sess, out + [("Ping", "Pong"),
-                                   ("Timestamp", f"{self.pbx.clock.now():.6f}")])
+        self.host.send(sess, out + [("Ping", "Pong"),
+                                   ("Timestamp", f"{self.e.clock.now():.6f}")])
 
     # ------------------------------------------------------------ queue members
     def _queue(self, f: Fields):  # type: ignore[no-untyped-def]
@@ -96,22 +95,22 @@ class ActionHandler:
         q = self._queue(f)
         iface = get(f, "Interface")
         if q is None:
-            self.pbx.send(sess, _resp(False, aid, "Unable to add interface to queue: No such queue"))
+            self.host.send(sess, _resp(False, aid, "Unable to add interface to queue: No such queue"))
             return
         if iface in q.members:
-            self.pbx.send(sess, _resp(False, aid, "Unable to add interface: Already there"))
+            self.host.send(sess, _resp(False, aid, "Unable to add interface: Already there"))
             return
         paused = get(f, "Paused").lower() in ("1", "true", "yes")
         m = Member(q.name, iface, get(f, "MemberName") or iface,
                    get(f, "StateInterface") or iface, int(get(f, "Penalty") or 0),
-                   login_time=self.pbx.clock.isec(), paused=paused,
+                   login_time=self.e.clock.isec(), paused=paused,
                    reason=get(f, "Reason") if paused else "",
                    # Asterisk 22.5 stamps LastPause when a member is added paused.
-                   last_pause=self.pbx.clock.isec() if paused else 0)
-        qapp = self.pbx.dialplan.q
+                   last_pause=self.e.clock.isec() if paused else 0)
+        qapp = self.d.q
         before = qapp.any_available(q)
         q.members[iface] = m
-        self.pbx.send(sess, _resp(True, aid, "Added interface to queue"))
+        self.host.send(sess, _resp(True, aid, "Added interface to queue"))
         self.e.dsc(f"Queue:{q.name}_pause_{iface}", "INUSE" if paused else "NOT_INUSE")
         self.e.emit("QueueMemberAdded", "agent,all", m.event_fields())
         qapp.avail_changed(q, before)
@@ -120,16 +119,16 @@ class ActionHandler:
     def _a_queueremove(self, sess: Session, f: Fields, aid: str | None) -> None:
         q = self._queue(f)
         if q is None:
-            self.pbx.send(sess, _resp(False, aid, "Unable to remove interface: No such queue"))
+            self.host.send(sess, _resp(False, aid, "Unable to remove interface: No such queue"))
             return
         m = q.members.get(get(f, "Interface"))
         if m is None:
-            self.pbx.send(sess, _resp(False, aid, "Unable to remove interface: Not there"))
+            self.host.send(sess, _resp(False, aid, "Unable to remove interface: Not there"))
             return
-        qapp = self.pbx.dialplan.q
+        qapp = self.d.q
         before = qapp.any_available(q)
         del q.members[m.interface]
-        self.pbx.send(sess, _resp(True, aid, "Removed interface from queue"))
+        self.host.send(sess, _resp(True, aid, "Removed interface from queue"))
         self.e.emit("QueueMemberRemoved", "agent,all", m.event_fields())
         qapp.avail_changed(q, before)
 
@@ -140,25 +139,25 @@ class ActionHandler:
                   if not get(f, "Queue") or q.name == get(f, "Queue")]
         members = [q.members[iface] for q in queues if iface in q.members]
         if not members:
-            self.pbx.send(sess, _resp(False, aid, "Interface not found"))
+            self.host.send(sess, _resp(False, aid, "Interface not found"))
             return
-        self.pbx.send(sess, _resp(True, aid, "Interface paused successfully" if paused
+        self.host.send(sess, _resp(True, aid, "Interface paused successfully" if paused
                                   else "Interface unpaused successfully"))
         for m in members:
-            self.pbx.set_paused(m, paused, get(f, "Reason"))
+            self.d.q.set_paused(m, paused, get(f, "Reason"))
 
     def _a_queuepenalty(self, sess: Session, f: Fields, aid: str | None) -> None:
         iface = get(f, "Interface")
         members = [q.members[iface] for q in self.e.queues.values()
                    if iface in q.members and (not get(f, "Queue") or q.name == get(f, "Queue"))]
         if not members or not get(f, "Penalty").isdigit():
-            self.pbx.send(sess, _resp(False, aid, "Invalid interface, queuename or penalty"))
+            self.host.send(sess, _resp(False, aid, "Invalid interface, queuename or penalty"))
             return
         for m in members:
             m.penalty = int(get(f, "Penalty"))
             self.e.emit("QueueMemberPenalty", "agent,all", [
                 ("Queue", m.queue), ("Interface", m.interface), ("Penalty", str(m.penalty))])
-        self.pbx.send(sess, _resp(True, aid, "Interface penalty set successfully"))
+        self.host.send(sess, _resp(True, aid, "Interface penalty set successfully"))
 
     # ------------------------------------------------------------ lists
     def _list(self, sess: Session, aid: str | None, message: str, items: list[Fields],
@@ -166,15 +165,15 @@ class ActionHandler:
         tag: Fields = [("ActionID", aid)] if aid is not None else []
         start: Fields = [("Response", "Success")] + tag + [("EventList", "start"),
                                                          ("Message", message)]
-        self.pbx.send(sess, start)
+        self.host.send(sess, start)
         for item in items:
-            self.pbx.send(sess, item)
-        self.pbx.send(sess, [("Event", complete)] + tag + [
+            self.host.send(sess, item)
+        self.host.send(sess, [("Event", complete)] + tag + [
             ("EventList", "Complete"), ("ListItems", str(len(items)))])
 
     def _a_queuestatus(self, sess: Session, f: Fields, aid: str | None) -> None:
         tag: Fields = [("ActionID", aid)] if aid is not None else []
-        now = self.pbx.clock.isec()
+        now = self.e.clock.isec()
         items: list[Fields] = []
         for q in self.e.queues.values():
             if get(f, "Queue") and q.name != get(f, "Queue"):
@@ -204,7 +203,7 @@ class ActionHandler:
 
     def _a_queuesummary(self, sess: Session, f: Fields, aid: str | None) -> None:
         tag: Fields = [("ActionID", aid)] if aid is not None else []
-        now = self.pbx.clock.isec()
+        now = self.e.clock.isec()
         items: list[Fields] = []
         for q in self.e.queues.values():
             if get(f, "Queue") and q.name != get(f, "Queue"):
@@ -222,7 +221,7 @@ class ActionHandler:
 
     def _a_coreshowchannels(self, sess: Session, f: Fields, aid: str | None) -> None:
         tag: Fields = [("ActionID", aid)] if aid is not None else []
-        now = self.pbx.clock.now()
+        now = self.e.clock.now()
         items: list[Fields] = []
         for ch in sorted(self.e.channels.values(), key=lambda c: c.name, reverse=False):
             secs = int(now - ch.created)
@@ -240,60 +239,60 @@ class ActionHandler:
             for part in raw.split(","):
                 k, _, v = part.partition("=")
                 variables.append((k, v))
-        self.pbx.dialplan.originate(fields, variables, aid,
-                                    lambda msg: self.pbx.send(sess, msg))
+        self.d.originate(fields, variables, aid,
+                                    lambda msg: self.host.send(sess, msg))
 
     def _a_redirect(self, sess: Session, f: Fields, aid: str | None) -> None:
         ch = self.e.find(get(f, "Channel"))
         if ch is None:
-            self.pbx.send(sess, _resp(False, aid, f"Channel does not exist: {get(f, 'Channel')}"))
+            self.host.send(sess, _resp(False, aid, f"Channel does not exist: {get(f, 'Channel')}"))
             return
         extra_name = get(f, "ExtraChannel")
         if extra_name:
             extra = self.e.find(extra_name)
             if extra is None:
-                self.pbx.send(sess, _resp(False, aid,
+                self.host.send(sess, _resp(False, aid,
                                           f"Channel does not exist: {extra_name}"))
                 return
-            self.pbx.send(sess, _resp(True, aid, "Dual Redirect successful"))
-            self.pbx.transfers.dual_redirect_conf(ch, extra, get(f, "Context"), get(f, "Exten"))
+            self.host.send(sess, _resp(True, aid, "Dual Redirect successful"))
+            self.transfers.dual_redirect_conf(ch, extra, get(f, "Context"), get(f, "Exten"))
             return
-        self.pbx.send(sess, _resp(True, aid, "Redirect successful"))
-        self.pbx.transfers.redirect(ch, get(f, "Context"), get(f, "Exten"))
+        self.host.send(sess, _resp(True, aid, "Redirect successful"))
+        self.transfers.redirect(ch, get(f, "Context"), get(f, "Exten"))
 
     def _a_blindtransfer(self, sess: Session, f: Fields, aid: str | None) -> None:
         """Messages and order as the real Asterisk 22.5 (manager.c): the response first."""
         ch = self.e.find(get(f, "Channel"))
         if ch is None:
-            self.pbx.send(sess, _resp(False, aid, "Channel specified does not exist"))
+            self.host.send(sess, _resp(False, aid, "Channel specified does not exist"))
             return
         # Without Context Asterisk uses the transferer's own (measured).
         context, exten = get(f, "Context") or ch.context, get(f, "Exten")
-        transfers = self.pbx.transfers
+        transfers = self.transfers
         bridge = transfers.transferable(ch)
         if bridge is None:
-            self.pbx.send(sess, _resp(False, aid, "Transfer invalid"))
+            self.host.send(sess, _resp(False, aid, "Transfer invalid"))
             transfers.blind_transfer_invalid(ch, context, exten)
             return
-        self.pbx.send(sess, _resp(True, aid, "Transfer succeeded"))
+        self.host.send(sess, _resp(True, aid, "Transfer succeeded"))
         transfers.blind_transfer(ch, bridge, context, exten)
 
     def _a_atxfer(self, sess: Session, f: Fields, aid: str | None) -> None:
         ch = self.e.find(get(f, "Channel"))
         if ch is None:
-            self.pbx.send(sess, _resp(False, aid, "No such channel"))
+            self.host.send(sess, _resp(False, aid, "No such channel"))
             return
-        self.pbx.send(sess, _resp(True, aid, "Atxfer successfully queued"))
-        self.e.spawn(self.pbx.transfers.atxfer(ch, get(f, "Context") or "default",
+        self.host.send(sess, _resp(True, aid, "Atxfer successfully queued"))
+        self.e.spawn(self.transfers.atxfer(ch, get(f, "Context") or "default",
                                                get(f, "Exten")))
 
     def _a_hangup(self, sess: Session, f: Fields, aid: str | None) -> None:
         ch = self.e.find(get(f, "Channel"))
         if ch is None:
-            self.pbx.send(sess, _resp(False, aid, "No such channel"))
+            self.host.send(sess, _resp(False, aid, "No such channel"))
             return
-        self.pbx.send(sess, _resp(True, aid, "Channel Hungup"))
-        d = self.pbx.dialplan
+        self.host.send(sess, _resp(True, aid, "Channel Hungup"))
+        d = self.d
         two = ch if ch.name.endswith(";2") else ch.peer
         if two is not None and not two.hungup:
             d.hangup_app(two, newexten=False)

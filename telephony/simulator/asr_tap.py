@@ -18,32 +18,31 @@ relies on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from telephony.simulator.audiosocket_client import stream_wav
+from telephony.simulator.audiosocket_client import AudioSocketSource, stream_wav
 from telephony.simulator.core import Channel
-
-if TYPE_CHECKING:
-    from telephony.simulator.dialplan import Dialplan
+from telephony.simulator.engine import Engine
 
 TAP_CONTEXT = "asr-tap"
 POLL_SECONDS = 0.1
 MAX_TAP_SECONDS = 4 * 3600.0
 
 
-def _spyee(dp: Dialplan, target: str) -> Channel | None:
+def _spyee(e: Engine, target: str) -> Channel | None:
     """ChanSpy's ``u`` option: a uniqueid or a full channel name."""
-    for ch in dp.e.channels.values():
+    for ch in e.channels.values():
         if target in (ch.uniqueid, ch.name):
             return ch
     return None
 
 
-async def chanspy(dp: Dialplan, one: Channel, data: str) -> None:
-    """``ChanSpy(<uniqueid>,qEou)`` on the tap's ``;1``."""
-    e = dp.e
-    spyee = _spyee(dp, data.partition(",")[0])
+async def chanspy(e: Engine, one: Channel, data: str,
+                  hangup_from_one: Callable[[Channel], None]) -> None:
+    """``ChanSpy(<uniqueid>,qEou)`` on the tap's ``;1``; ``hangup_from_one`` is the dialplan's
+    hang-up of a ``;1`` (taking ``;2`` along), passed in so this module needs no dialplan."""
+    spyee = _spyee(e, data.partition(",")[0])
     if spyee is not None:
         e.emit("ChanSpyStart", "call,all", one.snapshot("Spyer") + spyee.snapshot("Spyee"))
         while not spyee.hungup:
@@ -51,14 +50,13 @@ async def chanspy(dp: Dialplan, one: Channel, data: str) -> None:
         e.emit("ChanSpyStop", "call,all", one.snapshot("Spyer") + spyee.snapshot("Spyee"))
     one.task = None
     if not one.hungup:
-        dp.hangup_from_one(one)
+        hangup_from_one(one)
 
 
-async def tap_two(dp: Dialplan, two: Channel) -> bool:
-    """``[asr-tap]`` on ``;2`` after its Answer: AudioSocket, then the caller hangs up.
+async def tap_two(e: Engine, two: Channel, source: AudioSocketSource | None) -> bool:
+    """``[asr-tap]`` on ``;2`` after its Answer: AudioSocket (streaming ``source``, the
+    dialplan's speech if any), then the caller hangs up.
     Returns when ``;2`` should run ``Hangup()``."""
-    e = dp.e
-    source = dp.audiosocket
     target = source.target if source else "127.0.0.1:9092"
     e.newexten(two, "AudioSocket", f"{two.exten},{target}", 2)
     if source is None:       # nothing to stream: stay until ChanSpy ends (hangs us up)

@@ -12,7 +12,7 @@ from telephony.simulator.asr_tap import chanspy, tap_two
 from telephony.simulator.audiosocket_client import AudioSocketSource, stream_wav
 from telephony.simulator.core import Bridge, Channel
 from telephony.simulator.engine import Engine
-from telephony.simulator.queueapp import QueueApp
+from telephony.simulator.queueapp import QueueApp, QueueCall
 from telephony.simulator.wire import Fields
 
 CONTEXTS = frozenset({
@@ -44,6 +44,23 @@ class Dialplan:
         self.transfers: Any = None
 
     # ------------------------------------------------------------ originate
+    def add_caller(self, number: str, *, talk: float = 60.0, patience: float | None = None,
+                   speech: str = "silence/1", context: str = "incoming") -> str:
+        """Originate one simulated citizen into ``context`` (no AMI client needed).
+
+        Returns the caller's queue-side channel name. ``patience`` (simulated seconds) makes
+        the caller hang up if still waiting in the queue by then.
+        """
+        suffix = self.e.ids._local  # the pair about to be created
+        name = f"Local/talk@citizen-{suffix:08x};1"
+        if patience is not None:
+            self.patience[name] = patience
+        self.originate(
+            {"channel": "Local/talk@citizen", "context": context, "exten": "12345",
+             "callerid": f'"" <{number}>'},
+            [("SPEECH", speech), ("TALK", f"{talk:g}")], None, lambda _f: None)
+        return name
+
     def originate(self, fields: dict[str, str], variables: list[tuple[str, str]],
                   action_id: str | None, respond: Callable[[Fields], None]) -> None:
         """Originate Async: a Local pair, the ;2 side runs its context (trace 01, 07, 09)."""
@@ -96,7 +113,8 @@ class Dialplan:
             if app.lower() == "confbridge":
                 self.conf_join(one, fields.get("data", ""))
             elif app.lower() == "chanspy":      # the conversation tap (asr_tap.py)
-                e.spawn(chanspy(self, one, fields.get("data", "")), owner=one)
+                e.spawn(chanspy(e, one, fields.get("data", ""), self.hangup_from_one),
+                        owner=one)
         else:
             e.dsc(one.device, "INUSE")
             e.dial_event("DialEnd", None, one, [("DialStatus", "ANSWER")])
@@ -205,7 +223,7 @@ class Dialplan:
         v = two.variables
         await e.clock.sleep(answer_delay)
         if two.context == "asr-tap":
-            if await tap_two(self, two):
+            if await tap_two(e, two, self.audiosocket):
                 e.newexten(two, "Hangup", "", 3)
         elif two.context == "citizen":
             e.newexten(two, "Wait", "1", 2)
@@ -313,10 +331,8 @@ class Dialplan:
         e.soft_hangup_request(one)
         e.hangup(one)
 
-    def _seat_left(self, call: object) -> None:
+    def _seat_left(self, call: QueueCall) -> None:
         """Seat hung up while bridged with the caller (trace 01): Reason=agent."""
-        from telephony.simulator.queueapp import QueueCall
-        assert isinstance(call, QueueCall)
         e = self.e
         s1, c1, br = call.seat, call.caller, call.bridge
         self.q.agent_complete(call, "agent")
@@ -331,10 +347,8 @@ class Dialplan:
             e.dsc(dev, "NOT_INUSE")
         self.q.release_member(call)
 
-    def _caller_left(self, call: object) -> None:
+    def _caller_left(self, call: QueueCall) -> None:
         """Caller hung up while bridged (or after a blind transfer, trace 05)."""
-        from telephony.simulator.queueapp import QueueCall
-        assert isinstance(call, QueueCall)
         e = self.e
         s1, c1, br = call.seat, call.caller, call.bridge
         if c1.bridge is not br:  # transferred away: the queue bridge is already gone

@@ -115,6 +115,37 @@ class QueueApp:
         """Is any member unpaused with device NOT_INUSE (a ringing Local seat still is)?"""
         return any(not m.paused and m.status == DEVICE_NOT_INUSE for m in q.members.values())
 
+    # ------------------------------------------------------------ members
+    def add_seat(self, interface: str, name: str, queue: str = "12345") -> None:
+        """Add a member as QueueAdd would (the standalone CLI's ``--seats``)."""
+        e = self.e
+        q = e.queues[queue]
+        if interface in q.members:
+            return
+        before = self.any_available(q)
+        m = Member(q.name, interface, name, interface.rsplit("/", 1)[0],
+                   login_time=e.clock.isec())
+        q.members[interface] = m
+        e.dsc(f"Queue:{q.name}_pause_{interface}", "NOT_INUSE")
+        e.emit("QueueMemberAdded", "agent,all", m.event_fields())
+        self.avail_changed(q, before)
+        self.dispatch()
+
+    def set_paused(self, member: Member, paused: bool, reason: str = "") -> None:
+        """Pause/unpause a member as QueuePause does (also the traffic generator's pauses)."""
+        e = self.e
+        q = e.queues[member.queue]
+        before = self.any_available(q)
+        member.paused = paused
+        member.reason = reason if paused else ""
+        if paused:
+            member.last_pause = e.clock.isec()
+        e.dsc(f"Queue:{q.name}_pause_{member.interface}", "INUSE" if paused else "NOT_INUSE")
+        self.avail_changed(q, before)
+        e.emit("QueueMemberPause", "agent,all", member.event_fields())
+        if not paused:
+            self.dispatch()
+
     # ------------------------------------------------------------ dispatch
     def dispatch(self) -> None:
         """Ring free members for waiting callers, in position order."""

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Self
 
@@ -16,40 +14,10 @@ from telephony.simulator.core import SimClock
 from telephony.simulator.dialplan import Dialplan
 from telephony.simulator.engine import Engine
 from telephony.simulator.queues import Member, QueueState, Strategy
+from telephony.simulator.session import Session
 from telephony.simulator.traffic import Traffic, TrafficConfig
 from telephony.simulator.transfers import Transfers
 from telephony.simulator.wire import BANNER, Fields, encode, parse_block
-
-
-@dataclass(eq=False)
-class Session:
-    """One AMI client connection."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    session_id: str
-    started: float
-    logged_in: bool = False
-    username: str = ""
-    pending: list[Fields] = field(default_factory=list)
-
-    @property
-    def remote(self) -> str:
-        """``IPV4/TCP/host/port`` of the client."""
-        peer = self.writer.get_extra_info("peername") or ("127.0.0.1", 0)
-        return f"IPV4/TCP/{peer[0]}/{peer[1]}"
-
-    @property
-    def local(self) -> str:
-        """``IPV4/TCP/host/port`` of the server side."""
-        sock = self.writer.get_extra_info("sockname") or ("127.0.0.1", 0)
-        return f"IPV4/TCP/{sock[0]}/{sock[1]}"
-
-
-def tv(epoch: float) -> str:
-    """Asterisk's EventTV format: ``2026-11-23T01:51:02.537+0000``."""
-    dt = datetime.fromtimestamp(epoch, timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
 
 
 class PbxSimulator:
@@ -83,14 +51,14 @@ class PbxSimulator:
         self._boot = self.clock.now()
         self._session_seq = 0
         self._new_engine()
-        self.traffic = Traffic(self, traffic or TrafficConfig())
+        self.traffic = Traffic(self.dialplan, traffic or TrafficConfig())
 
     def _new_engine(self) -> None:
         queues = {n: QueueState(n, **self._queue_cfg) for n in self._queue_names}  # type: ignore[arg-type]
         self.engine = Engine(self.clock, self.rng, self._broadcast, queues)
         self.dialplan = Dialplan(self.engine, self._queue_options)
         self.transfers = Transfers(self.dialplan)
-        self.actions = ActionHandler(self)
+        self.actions = ActionHandler(self, self.dialplan, self.transfers)
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -286,34 +254,11 @@ class PbxSimulator:
     # ------------------------------------------------------------ Python API
     def add_seat(self, interface: str, name: str, queue: str = "12345") -> None:
         """Add a member as QueueAdd would (for the standalone CLI's ``--seats``)."""
-        q = self.engine.queues[queue]
-        if interface in q.members:
-            return
-        qapp = self.dialplan.q
-        before = qapp.any_available(q)
-        m = Member(q.name, interface, name, interface.rsplit("/", 1)[0],
-                   login_time=self.clock.isec())
-        q.members[interface] = m
-        self.engine.dsc(f"Queue:{q.name}_pause_{interface}", "NOT_INUSE")
-        self.engine.emit("QueueMemberAdded", "agent,all", m.event_fields())
-        qapp.avail_changed(q, before)
-        qapp.dispatch()
+        self.dialplan.q.add_seat(interface, name, queue)
 
     def set_paused(self, member: Member, paused: bool, reason: str = "") -> None:
-        """Pause/unpause a member as QueuePause does (also used by the traffic generator)."""
-        qapp = self.dialplan.q
-        q = self.engine.queues[member.queue]
-        before = qapp.any_available(q)
-        member.paused = paused
-        member.reason = reason if paused else ""
-        if paused:
-            member.last_pause = self.clock.isec()
-        self.engine.dsc(f"Queue:{q.name}_pause_{member.interface}",
-                        "INUSE" if paused else "NOT_INUSE")
-        qapp.avail_changed(q, before)
-        self.engine.emit("QueueMemberPause", "agent,all", member.event_fields())
-        if not paused:
-            qapp.dispatch()
+        """Pause/unpause a member as QueuePause does."""
+        self.dialplan.q.set_paused(member, paused, reason)
 
     def add_caller(self, number: str, *, talk: float = 60.0, patience: float | None = None,
                    speech: str = "silence/1", context: str = "incoming") -> str:
@@ -322,12 +267,5 @@ class PbxSimulator:
         Returns the caller's queue-side channel name. ``patience`` (simulated seconds) makes
         the caller hang up if still waiting in the queue by then.
         """
-        suffix = self.engine.ids._local  # the pair about to be created
-        name = f"Local/talk@citizen-{suffix:08x};1"
-        if patience is not None:
-            self.dialplan.patience[name] = patience
-        self.dialplan.originate(
-            {"channel": "Local/talk@citizen", "context": context, "exten": "12345",
-             "callerid": f'"" <{number}>'},
-            [("SPEECH", speech), ("TALK", f"{talk:g}")], None, lambda _f: None)
-        return name
+        return self.dialplan.add_caller(number, talk=talk, patience=patience, speech=speech,
+                                        context=context)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from telephony.simulator.server import PbxSimulator
+from telephony.simulator.dialplan import Dialplan
+from telephony.simulator.queues import Member
 
 PAUSE_REASONS = ("小休", "午休", "培训", "会议")
 
@@ -41,8 +40,9 @@ class TrafficConfig:
 class Traffic:
     """Runs the arrival and pause processes until stopped."""
 
-    def __init__(self, pbx: PbxSimulator, config: TrafficConfig) -> None:
-        self.pbx = pbx
+    def __init__(self, dialplan: Dialplan, config: TrafficConfig) -> None:
+        self.d = dialplan
+        self.e = dialplan.e
         self.config = config
         self._tasks: set[asyncio.Task[None]] = set()
         self.callers = 0
@@ -71,7 +71,7 @@ class Traffic:
 
     def add_caller(self) -> str:
         """One citizen now, with sampled patience and talk time; returns its channel."""
-        pbx, cfg, rng = self.pbx, self.config, self.pbx.rng
+        cfg, rng = self.config, self.e.rng
         self.callers += 1
         number = f"13{rng.randrange(10**9):09d}"
         patience = rng.expovariate(1 / cfg.mean_patience) if cfg.mean_patience else None
@@ -83,14 +83,14 @@ class Traffic:
         # Drawn only when asked for: seeded runs without ASR keep their exact sequence.
         context = ("incoming-asr" if cfg.asr_share and rng.random() < cfg.asr_share
                    else "incoming")
-        return pbx.add_caller(number, talk=caller_talk + 10, patience=patience,
-                              context=context)
+        return self.d.add_caller(number, talk=caller_talk + 10, patience=patience,
+                                 context=context)
 
     def _prepare_seats(self, talk: float) -> None:
         """Choose per-seat behaviour for the next ring: talk time, answer or not."""
-        qapp = self.pbx.dialplan.q
-        rng = self.pbx.rng
-        for q in self.pbx.engine.queues.values():
+        qapp = self.d.q
+        rng = self.e.rng
+        for q in self.e.queues.values():
             for m in q.members.values():
                 if m.interface not in qapp.talk_time:
                     qapp.talk_time[m.interface] = max(
@@ -105,7 +105,7 @@ class Traffic:
         if rate <= 0:
             return
         while True:
-            await self.pbx.clock.sleep(self.pbx.rng.expovariate(rate))
+            await self.e.clock.sleep(self.e.rng.expovariate(rate))
             self.add_caller()
 
     async def _pauses(self) -> None:
@@ -115,13 +115,13 @@ class Traffic:
         pending: set[asyncio.Task[None]] = set()
         try:
             while True:
-                await self.pbx.clock.sleep(self.pbx.rng.expovariate(rate))
-                idle = [m for q in self.pbx.engine.queues.values() for m in q.members.values()
+                await self.e.clock.sleep(self.e.rng.expovariate(rate))
+                idle = [m for q in self.e.queues.values() for m in q.members.values()
                         if not m.paused and not m.in_call and not m.ringing]
                 if not idle:
                     continue
-                member = self.pbx.rng.choice(idle)
-                self.pbx.set_paused(member, True, self.pbx.rng.choice(PAUSE_REASONS))
+                member = self.e.rng.choice(idle)
+                self.d.q.set_paused(member, True, self.e.rng.choice(PAUSE_REASONS))
                 task = asyncio.get_running_loop().create_task(self._unpause_later(member))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
@@ -130,10 +130,8 @@ class Traffic:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _unpause_later(self, member: object) -> None:
-        from telephony.simulator.queues import Member
-        assert isinstance(member, Member)
-        await self.pbx.clock.sleep(self.pbx.rng.expovariate(1 / max(self.config.mean_pause, 1)))
-        queue = self.pbx.engine.queues.get(member.queue)
+    async def _unpause_later(self, member: Member) -> None:
+        await self.e.clock.sleep(self.e.rng.expovariate(1 / max(self.config.mean_pause, 1)))
+        queue = self.e.queues.get(member.queue)
         if queue is not None and queue.members.get(member.interface) is member:
-            self.pbx.set_paused(member, False)
+            self.d.q.set_paused(member, False)

@@ -4,6 +4,7 @@ a message. Field orders below are copied from the recorded traces in ``shared/am
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Final
 
 Fields = list[tuple[str, str]]
@@ -65,3 +66,9 @@ def get_all(fields: Fields, key: str) -> list[str]:
     """All values of a repeated key (``Variable``)."""
     low = key.lower()
     return [v for k, v in fields if k.lower() == low]
+
+
+def tv(epoch: float) -> str:
+    """Asterisk's EventTV format: ``2026-11-23T01:51:02.537+0000``."""
+    dt = datetime.fromtimestamp(epoch, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"

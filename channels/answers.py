@@ -13,8 +13,7 @@ from channels.errors import IntakeUnavailable
 from channels.gateway import Accepted, IntakeGateway, IntakeStatus
 from channels.intake import IntakeDraft
 from channels.request_body import json_response
-from channels.web_form import FormInvalid
-from hotline.http_errors import ApiError
+from hotline.http_errors import error_for
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ async def current_status(status: IntakeStatus,
         order = await orders(status.acceptance_no)
     except OrderStatusUnavailable:
         log.warning("status query failed: ticket store not answering")
-        raise ApiError(503, "status_unavailable", "暂时无法查询，请稍后再试") from None
+        raise error_for("status_unavailable", "暂时无法查询，请稍后再试") from None
     return status if order is None else replace(status, status=order)
 
 
@@ -52,12 +51,6 @@ def status_response(status: IntakeStatus, *, with_thread: bool = False) -> web.R
     if with_thread:
         body["thread_of"] = status.thread_of
     return json_response(body, headers={"Cache-Control": "no-store"})
-
-
-def invalid_form(exc: FormInvalid) -> ApiError:
-    """The 422 answer naming every wrong field."""
-    return ApiError(422, "invalid_field", "提交内容有误，请检查标出的项目",
-                    {"fields": exc.fields})
 
 
 def accepted_response(accepted: Accepted) -> web.Response:
@@ -79,6 +72,6 @@ async def submit(gateway: IntakeGateway, draft: IntakeDraft) -> web.Response:
         accepted = await gateway.submit(draft)
     except IntakeUnavailable:
         log.warning("intake unavailable: %s submission refused with 503", draft.channel)
-        raise ApiError(503, "intake_unavailable",
-                       "系统暂时无法受理，您的诉求尚未提交成功，请稍后重试") from None
+        raise error_for("intake_unavailable",
+                        "系统暂时无法受理，您的诉求尚未提交成功，请稍后重试") from None
     return accepted_response(accepted)

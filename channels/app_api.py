@@ -28,14 +28,14 @@ import re
 
 from aiohttp import web
 
-from channels.answers import current_status, invalid_form, status_response, submit
+from channels.answers import current_status, status_response, submit
 from channels.errors import ChannelError
 from channels.http_deps import IntakeHttp, remote_address, state
 from channels.nonces import NonceStoreFull
 from channels.request_body import JSON_BODY_LIMIT, parse_json_object, read_body
 from channels.signing import SignatureRejected, check_window, parse_headers, verify
 from channels.web_form import FormInvalid, Limits, build_draft, parse_app_form
-from hotline.http_errors import ApiError
+from hotline.http_errors import ApiError, api_error, error_for
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,10 @@ async def authenticate(request: web.Request, st: IntakeHttp) -> tuple[str, bytes
                                           cfg.window_seconds * 2):
             raise SignatureRejected("replayed_nonce", "重复的请求：该 X-Nonce 已使用过")
     except SignatureRejected as exc:
-        raise ApiError(401, exc.code, exc.message, exc.details) from None
+        raise api_error(exc) from None
     except NonceStoreFull:
         log.error("app request refused: the in-process nonce store is full (Redis down)")
-        raise ApiError(503, "service_busy", "服务繁忙，请稍后重试") from None
+        raise error_for("service_busy", "服务繁忙，请稍后重试") from None
     return signed.app_id, body
 
 
@@ -85,7 +85,7 @@ async def submit_app(request: web.Request) -> web.Response:
         form, phone, email = parse_app_form(
             parse_json_object(body), Limits(cfg.web.max_text_chars, cfg.web.max_title_chars))
     except FormInvalid as exc:
-        raise invalid_form(exc) from None
+        raise api_error(exc) from None
     ip = remote_address(request, cfg.web.trusted_proxies)
     return await submit(st.deps.gateway, build_draft(
         form, channel="app", external_id=f"{app_id}:{form.request_id}",
@@ -99,15 +99,14 @@ async def app_status(request: web.Request) -> web.Response:
     app_id, _ = await authenticate(request, st)
     user = request.query.get("app_user_id", "")
     if not _APP_USER.match(user):
-        raise ApiError(422, "invalid_field", "提交内容有误，请检查标出的项目",
-                       {"fields": {"app_user_id": "请提供应用用户编号（app_user_id）"}})
+        raise api_error(FormInvalid({"app_user_id": "请提供应用用户编号（app_user_id）"}))
     acceptance_no = request.match_info["acceptance_no"]
     status = None
     if _ACCEPTANCE_NO.match(acceptance_no):
         try:
             status = await st.deps.gateway.status(acceptance_no)
         except ChannelError:
-            raise ApiError(503, "status_unavailable", "暂时无法查询，请稍后再试") from None
+            raise error_for("status_unavailable", "暂时无法查询，请稍后再试") from None
     owner = f"{app_id}:{user}".encode()
     if status is None or status.channel != "app" or not hmac.compare_digest(
             (status.app_user_id or "").encode(), owner):

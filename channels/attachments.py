@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 from urllib.parse import unquote
 
 from channels.errors import ChannelError
@@ -44,14 +44,18 @@ _NAME_BREAKS = re.compile(r"[\t\n\r]")
 _MIME = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+*-]+$")
 
 
-class AttachmentRejected(ChannelError):
-    """An attachment the service does not take; carries the HTTP answer."""
+AttachmentCode = Literal["attachment_too_large", "attachment_type_mismatch",
+                         "unsupported_attachment_type", "too_many_attachments"]
 
-    def __init__(self, status: int, code: str, message: str,
+
+class AttachmentRejected(ChannelError):
+    """An attachment the service does not take: a stable ``code``, a Chinese ``message`` for
+    the citizen, ``details`` naming the file and the limit."""
+
+    def __init__(self, code: AttachmentCode, message: str,
                  details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
+        self.code: AttachmentCode = code
         self.message = message
         self.details = details or {}
 
@@ -204,7 +208,7 @@ class AttachmentStore:
                     on_bytes(len(chunk))
                 if size > max_bytes:
                     raise AttachmentRejected(
-                        413, "attachment_too_large",
+                        "attachment_too_large",
                         f"附件“{name}”超过 {size_text(max_bytes)} 的大小限制",
                         {"file": name, "max_bytes": max_bytes})
                 if len(head) < 16:
@@ -216,7 +220,7 @@ class AttachmentStore:
             if not content_matches(content_type, head) or (text is not None
                                                            and not text.is_text):
                 raise AttachmentRejected(
-                    415, "attachment_type_mismatch",
+                    "attachment_type_mismatch",
                     f"附件“{name}”的内容与声明的类型（{content_type}）不符",
                     {"file": name, "content_type": content_type})
             await asyncio.to_thread(_sync_close, handle)

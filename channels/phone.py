@@ -17,8 +17,8 @@ an :class:`~channels.intake.IntakeDraft`:
 
 :class:`PhoneIntake` is the service the HTTP route calls: it finds the call (the one given, or
 the seat's current call, or the seat's most recent call), refuses a call the seat did not
-handle, and submits. Every refusal is a :class:`PhoneIntakeError` with a stable ``code``, a
-Chinese message and the HTTP status the route answers with.
+handle, and submits. Every refusal is a :class:`PhoneIntakeError` with a stable ``code`` and a
+Chinese message.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Protocol
+from typing import Annotated, Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -58,27 +58,20 @@ SUMMARY_LABELS: dict[str, str] = {
 }
 CALLBACK_FORMAT = "回拨电话格式不正确：请填写 11 位手机号码，或带区号的固定电话（如 0571-88888888）"
 
-# The HTTP status the agent API answers each error code with.
-HTTP_STATUS: dict[str, int] = {
-    "invalid_field": 422, "no_call": 404, "not_your_call": 403, "intake_unavailable": 503,
-}
-
+PhoneIntakeCode = Literal["invalid_field", "no_call", "not_your_call", "intake_unavailable"]
 
 
 class PhoneIntakeError(ChannelError):
-    """A summary that cannot become an intake; ``code`` is stable for the HTTP layer
-    (:data:`HTTP_STATUS`), ``message`` is Chinese for the agent, ``details`` names the wrong
+    """A summary that cannot become an intake; ``code`` is stable (the HTTP layer answers it
+    with its status), ``message`` is Chinese for the agent, ``details`` names the wrong
     fields (``{"fields": {name: message}}``) or the call."""
 
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: PhoneIntakeCode, message: str,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: PhoneIntakeCode = code
         self.message = message
         self.details = details or {}
-
-    @property
-    def status(self) -> int:
-        return HTTP_STATUS.get(self.code, 422)
 
 
 # -- what the agent types -----------------------------------------------------------------

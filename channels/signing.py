@@ -33,7 +33,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from channels.errors import ChannelError
 
@@ -50,12 +50,17 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _APP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,39}$")
 
 
+SignatureCode = Literal["missing_signature", "unknown_app", "stale_request", "bad_nonce",
+                        "bad_signature", "replayed_nonce"]
+
+
 class SignatureRejected(ChannelError):
     """A request whose signature headers do not hold; ``code`` is the API error code."""
 
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: SignatureCode, message: str,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: SignatureCode = code
         self.message = message
         self.details = details or {}
 

@@ -33,7 +33,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from channels import app_api
-from channels.answers import current_status, invalid_form, status_response, submit
+from channels.answers import current_status, status_response, submit
 from channels.attachments import AttachmentRejected
 from channels.cors import CorsPolicy
 from channels.errors import ChannelError
@@ -57,7 +57,7 @@ from channels.web_form import (
 )
 from channels.web_multipart import read_multipart_form
 from config.channels import WebConfig
-from hotline.http_errors import ApiError, error_response
+from hotline.http_errors import ApiError, api_error, error_for, error_response
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ async def submit_web(request: web.Request) -> web.Response:
     try:
         form, phone, email = parse_web_form(data, limits)
     except FormInvalid as exc:
-        raise invalid_form(exc) from None
+        raise api_error(exc) from None
     external_id = form.submission_id or derived_submission_id(phone, email, form, (),
                                                                received_at)
     return await submit(st.deps.gateway, build_draft(
@@ -144,9 +144,9 @@ async def _submit_multipart(request: web.Request, st: IntakeHttp, cfg: WebConfig
         form, phone, email = parse_web_form(fields, limits)
         attachments = await staging.commit()
     except FormInvalid as exc:
-        raise invalid_form(exc) from None
+        raise api_error(exc) from None
     except AttachmentRejected as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+        raise api_error(exc) from None
     finally:
         await staging.discard()
     external_id = form.submission_id or derived_submission_id(
@@ -166,12 +166,12 @@ async def query_status(request: web.Request) -> web.Response:
     try:
         acceptance_no, key = parse_status_query(data)
     except FormInvalid as exc:
-        raise invalid_form(exc) from None
+        raise api_error(exc) from None
     try:
         status = await st.deps.gateway.status(acceptance_no)
     except ChannelError:
         log.warning("status query failed: intake store not answering")
-        raise ApiError(503, "status_unavailable", "暂时无法查询，请稍后再试") from None
+        raise error_for("status_unavailable", "暂时无法查询，请稍后再试") from None
     if status is None or not key or not hmac.compare_digest(
             phone_key(status.phone).encode(), key.encode()):
         raise ApiError(404, "not_found", "未找到该受理编号，或联系电话与受理时填写的不一致")

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -121,9 +121,17 @@ _Form = TypeVar("_Form", bound=IntakeFields)
 class FormInvalid(Exception):
     """The form has wrong fields; ``fields`` maps each to a Chinese message."""
 
+    code: Final = "invalid_field"
+    message: Final = "提交内容有误，请检查标出的项目"
+
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
         self.fields = fields
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Every wrong field with its message, for the form to mark them all."""
+        return {"fields": self.fields}
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ def _disposition(part: BodyPartReader) -> tuple[str, str | None]:
 
 def _type_refused(name: str, mime: str, allowed: tuple[str, ...]) -> AttachmentRejected:
     return AttachmentRejected(
-        415, "unsupported_attachment_type",
+        "unsupported_attachment_type",
         f"不支持附件“{name}”的类型（{mime}）；可上传的类型：{'、'.join(allowed)}",
         {"file": name, "content_type": mime, "allowed": list(allowed)})
 
@@ -155,7 +155,7 @@ async def read_multipart_form(request: web.Request, cfg: WebConfig, store: Attac
         filename = safe_name(part_filename)
         if len(staging.files) >= cfg.max_attachments:
             raise AttachmentRejected(
-                422, "too_many_attachments", f"最多可上传 {cfg.max_attachments} 个附件",
+                "too_many_attachments", f"最多可上传 {cfg.max_attachments} 个附件",
                 {"max_attachments": cfg.max_attachments})
         mime = resolve_type(part.headers.get("Content-Type"), filename)
         if mime not in cfg.allowed_attachment_types:

@@ -27,6 +27,8 @@ from hotline.http_errors import (
     CLIENT_EVENTS,
     ApiError,
     ClientEvents,
+    api_error,
+    error_for,
     error_middleware,
     json_bytes,
     server_header,
@@ -193,21 +195,16 @@ def _seat_action(run: Callable[[SeatActions, str, dict[str, str]], Awaitable[Any
         try:
             result = await run(request.app[DEPS].seat_actions(), seat_id, body)
         except SeatActionError as exc:
-            status = 404 if exc.code == "unknown_seat" else 409
-            if exc.code.startswith("unknown_") and exc.code != "unknown_seat":
-                status = 422
-            if exc.code == "transfer_timeout":
-                status = 504
-            raise ApiError(status, exc.code, str(exc)) from None
+            raise api_error(exc) from None
         except AmiNotConnected:
-            raise ApiError(503, "ami_not_ready", "与交换机的连接未就绪，请稍后重试") from None
+            raise error_for("ami_not_ready", "与交换机的连接未就绪，请稍后重试") from None
         except AmiTimeout:
-            raise ApiError(504, "ami_timeout", "交换机未在规定时间内响应") from None
+            raise error_for("ami_timeout", "交换机未在规定时间内响应") from None
         except AmiActionLost:
-            raise ApiError(502, "ami_action_lost", "连接中断，操作可能未执行，请核实后重试") from None
+            raise error_for("ami_action_lost", "连接中断，操作可能未执行，请核实后重试") from None
         except AmiActionFailed as exc:
-            raise ApiError(502, "ami_action_failed", "交换机拒绝了该操作",
-                           {"asterisk": exc.message}) from None
+            raise error_for("ami_action_failed", "交换机拒绝了该操作",
+                            {"asterisk": exc.message}) from None
         return _json({"ok": True, "seat_id": seat_id, "result": result})
     return handler
 
@@ -251,7 +248,7 @@ async def seat_intake(request: web.Request) -> web.Response:
         call_id, summary = parse_summary(data)
         accepted = await phone.submit_summary(seat_id, call_id, summary)
     except PhoneIntakeError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+        raise api_error(exc) from None
     return accepted_response(accepted)
 
 
@@ -266,7 +263,7 @@ async def call_transcript(request: web.Request) -> web.Response:
     try:
         call = await deps.phone_intake.find_call(seat_id, request.match_info["call_id"])
     except PhoneIntakeError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+        raise api_error(exc) from None
     if call.seat != seat_id:
         raise ApiError(403, "not_your_call", f"该通话不是坐席 {seat_id} 接听的",
                        {"call_id": call.call_id})

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from channels.intake import utc_now
 from channels.textcheck import has_control
 from channels.request_body import parse_json_object, read_body
-from hotline.http_errors import ApiError
+from hotline.http_errors import ApiError, api_error, error_for
 from hotline.staff_http import identify, no_store_json
 from router.ticket_store import InvalidTicketChange, TicketStore
 from router.tickets import (
@@ -228,16 +228,16 @@ async def act(request: web.Request) -> web.Response:
             handle_by=_optional_time(body, "handle_by", now),
             survey_satisfied=satisfied, survey_note=None if survey_note is None else survey_note[:2000])
     except TicketNotFound:
-        raise ApiError(404, "ticket_not_found", "工单不存在") from None
+        raise error_for("ticket_not_found", "工单不存在") from None
     except PermissionDenied as exc:
         if not await _owns(store, actor, number):
             # A unit never learns whether another unit's order exists.
-            raise ApiError(404, "ticket_not_found", "工单不存在") from None
-        raise ApiError(403, exc.code, str(exc)) from None
-    except (InvalidTicketChange, ValidationError) as exc:
-        raise ApiError(422, "invalid_ticket_change", str(exc)) from None
+            raise error_for("ticket_not_found", "工单不存在") from None
+        raise api_error(exc) from None
+    except ValidationError as exc:
+        raise error_for(InvalidTicketChange.code, str(exc)) from None
     except TicketError as exc:
-        raise ApiError(409, exc.code, str(exc)) from None
+        raise api_error(exc) from None
     return no_store_json({"ticket": ticket_json(ticket)})
 
 

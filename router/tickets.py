@@ -132,9 +132,20 @@ OPEN_STATUSES: frozenset[TicketStatus] = frozenset({S.DISPATCHED, S.SIGNED, S.HA
 
 
 class TicketError(Exception):
-    """Root of the ticket errors; ``code`` is stable (for the HTTP layer)."""
+    """Root of the ticket errors; ``code`` is stable (the HTTP layer answers it with its
+    status), the message is Chinese with the English reason."""
 
     code = "ticket_error"
+
+    @property
+    def message(self) -> str:
+        """The error's text, as raised."""
+        return str(self)
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Nothing more than the message says."""
+        return {}
 
 
 class TicketNotFound(TicketError):

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping
+from typing import Any, Literal
 
 from telephony import actions
 from telephony.calls import CallTracker
@@ -49,12 +50,23 @@ _NOT_YET_BRIDGED = frozenset({"Transfer invalid", "Transfer failed"})
 REFUSED_RETRY_DELAY = 0.25
 
 
-class SeatActionError(TelephonyError):
-    """An agent action that cannot be done; ``code`` is stable for the HTTP layer."""
+SeatActionCode = Literal["unknown_seat", "unknown_department", "unknown_pause_reason",
+                         "seat_not_on_call", "call_ended", "transfer_failed", "transfer_timeout"]
 
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
+
+class SeatActionError(TelephonyError):
+    """An agent action that cannot be done; ``code`` is stable (the HTTP layer answers it
+    with its status), ``message`` is Chinese for the agent."""
+
+    def __init__(self, code: SeatActionCode, message: str) -> None:
+        self.code: SeatActionCode = code
+        self.message = message
         super().__init__(message)
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Nothing more than the message says."""
+        return {}
 
 
 class SeatActions:

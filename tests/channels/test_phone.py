@@ -22,6 +22,7 @@ from channels.phone import (
 )
 from hotline.call_store import CallStore
 from hotline.db import migrate, open_engine
+from hotline.http_errors import api_error
 from telephony.model import CallPhase, CallRecord
 from telephony.seats import SeatSpec
 from tests.channels.fakes import MemoryGateway
@@ -139,7 +140,7 @@ async def test_summary_typed_in_wrap_up_finds_the_call_that_just_ended() -> None
     clock.now = T0 + timedelta(hours=2)           # after a break: the call must be named
     with pytest.raises(PhoneIntakeError) as stale:
         await phone.submit_summary("1001", None, SUMMARY)
-    assert stale.value.code == "no_call" and stale.value.status == 404
+    assert stale.value.code == "no_call" and api_error(stale.value).status == 404
     assert "请指定通话编号" in stale.value.message
     named = await phone.submit_summary("1001", CALL_01, SUMMARY)
     assert named.duplicate
@@ -169,7 +170,7 @@ async def test_another_seat_cannot_submit_a_summary_for_the_call() -> None:
     with pytest.raises(PhoneIntakeError) as refused:
         await phone.submit_summary("1002", CALL_01, SUMMARY)
 
-    assert refused.value.code == "not_your_call" and refused.value.status == 403
+    assert refused.value.code == "not_your_call" and api_error(refused.value).status == 403
     assert gateway.intakes == []
 
 
@@ -193,7 +194,7 @@ async def test_gateway_down_is_a_typed_503_and_nothing_is_promised() -> None:
     with pytest.raises(PhoneIntakeError) as down:
         await phone.submit_summary("1001", None, SUMMARY)
 
-    assert down.value.code == "intake_unavailable" and down.value.status == 503
+    assert down.value.code == "intake_unavailable" and api_error(down.value).status == 503
     gateway.fail = False
     assert not (await phone.submit_summary("1001", None, SUMMARY)).duplicate
 
@@ -295,7 +296,7 @@ def test_summary_request_names_every_wrong_field_in_chinese() -> None:
     with pytest.raises(PhoneIntakeError) as invalid:
         parse_summary({"content": "x" * 5001, "title": 12, "callback_phone": "12345",
                        "district": "区" * 51, "call_id": "bad id!", "urgent": True})
-    assert invalid.value.code == "invalid_field" and invalid.value.status == 422
+    assert invalid.value.code == "invalid_field" and api_error(invalid.value).status == 422
     assert invalid.value.details["fields"] == {
         "content": "诉求内容不能超过 5000 个字", "title": "标题应为文字",
         "callback_phone": CALLBACK_FORMAT, "district": "所在区县不能超过 50 个字",

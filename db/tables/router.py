@@ -1,5 +1,6 @@
 """The router's tables: work orders with their audit trail, number counters and outbox
-(:mod:`router.ticket_store`, :mod:`router.outbox`), and the knowledge base (:mod:`router.kb_store`)."""
+(:mod:`router.ticket_store`, :mod:`router.outbox`), and the knowledge base
+(:mod:`router.kb_store`)."""
 
 from __future__ import annotations
 

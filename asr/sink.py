@@ -32,7 +32,7 @@ from asr.metrics import SinkStats
 from asr.ports import Segment, TranscriptSink
 from asr.server import CallRef
 from channels.intake import utc_now
-from hotline.db import TranscriptSegmentRow
+from db.tables.asr import TranscriptSegmentRow
 
 log = logging.getLogger(__name__)
 

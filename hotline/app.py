@@ -37,9 +37,9 @@ from channels.voicemail import VoicemailPoller
 from channels.web import add_intake_routes
 from config.loader import load_config
 from config.schema import HotlineConfig
+from db.engine import migrate, open_engine
 from hotline.call_store import CallStore
 from hotline.call_writer import CallWriter, from_row
-from hotline.db import migrate, open_engine
 from hotline.http_api import ApiDeps, build_app
 from hotline.http_server import HotlineRunner, ReadDeadlines
 from hotline.intake_metrics import IntakeCollector

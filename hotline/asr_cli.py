@@ -143,8 +143,8 @@ async def _open_database(cfg: HotlineConfig
 
     from asr.sink import CallTranscripts
     from channels.keys import StreamKeys
+    from db.engine import migrate, open_engine
     from hotline.call_store import CallStore
-    from hotline.db import migrate, open_engine
 
     url = cfg.service.database_url.get_secret_value()
     try:

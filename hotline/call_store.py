@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
-from hotline.db import CallRow, QueueIntervalRow, SeatPauseRow, dialect_insert
+from db.engine import dialect_insert
+from db.tables.telephony import CallRow, QueueIntervalRow, SeatPauseRow
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.pauses import DesiredPause
 
@@ -123,7 +124,7 @@ class CallStore:
     """Reads and writes :class:`~telephony.model.CallRecord` and :class:`QueueInterval` rows.
 
     The engine is owned by the caller (the composition root opens it with
-    :func:`hotline.db.open_engine`); the store holds no connection between calls.
+    :func:`db.engine.open_engine`); the store holds no connection between calls.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -17,7 +17,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.intake import utc_now
-from hotline.db import KbArticleRow, dialect_insert
+from db.engine import dialect_insert
+from db.tables.router import KbArticleRow
 from router.kb import Article, KnowledgeBase
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.intake import utc_now
 from config.routing import OutboundConfig
-from hotline.db import TicketOutboxRow, TicketRow
+from db.tables.router import TicketOutboxRow, TicketRow
 from router.outbound import DeadLetter, TicketSender
 from router.ticket_store import ticket_from_row
 

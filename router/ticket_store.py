@@ -1,6 +1,6 @@
 """The ticket backend's store: work orders and their audit trail in SQL (SQLite or PostgreSQL).
 
-Every change is one short transaction that also writes its :class:`~hotline.db.TicketEventRow`,
+Every change is one short transaction that also writes its :class:`~db.tables.router.TicketEventRow`,
 so the audit trail can never miss a change nor record one that did not happen.
 
 Two properties hold across instances (scale-out), not only inside one process:
@@ -32,13 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from channels.citizen_status import CitizenStatus
 from channels.intake import utc_now
 from config.routing import TicketSettings
-from hotline.db import (
-    TicketEventRow,
-    TicketNumberCounterRow,
-    TicketOutboxRow,
-    TicketRow,
-    dialect_insert,
-)
+from db.engine import dialect_insert
+from db.tables.router import TicketEventRow, TicketNumberCounterRow, TicketOutboxRow, TicketRow
 from router.tickets import (
     CITIZEN_STATUS,
     ROUTER,

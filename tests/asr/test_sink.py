@@ -79,7 +79,7 @@ async def test_a_database_outage_keeps_the_finals_until_it_returns(engine_factor
     await sink.segment(final("s-1", 1, "첫 번째", 0.0))
     assert await hub.text_of(IVR.linkedid) == "첫 번째"          # from memory
     assert hub.stats.errors == {"database": 1}
-    from hotline.db import migrate
+    from db.engine import migrate
     await migrate(engine)
     await sink.segment(final("s-1", 2, "두 번째", 2.0))
     assert await hub.text_of(IVR.linkedid) == "첫 번째\n두 번째"

@@ -20,8 +20,8 @@ from channels.phone import (
     draft_from_call,
     parse_summary,
 )
+from db.engine import migrate, open_engine
 from hotline.call_store import CallStore
-from hotline.db import migrate, open_engine
 from hotline.http_errors import api_error
 from telephony.model import CallPhase, CallRecord
 from telephony.seats import SeatSpec

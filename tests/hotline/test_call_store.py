@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.tables.telephony import CallRow
 from hotline.call_store import CallStore, QueueInterval
 from hotline.call_writer import CallWriter
-from hotline.db import CallRow
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.pauses import DesiredPause
 from telephony.stats import QueueStats

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from channels.citizen_status import OrderStatusUnavailable
-from hotline.db import create_engine
+from db.engine import create_engine
 from hotline.routing import order_status_lookup
 from router.ticket_store import TicketStore
 from router.tickets import NewTicket

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from hotline.db import create_engine, migrate
+from db.engine import create_engine, migrate
 from hotline.http_errors import error_middleware
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
 from router.ticket_store import TicketStore

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from config.routing import OutboundConfig
-from hotline.db import TicketOutboxRow
+from db.tables.router import TicketOutboxRow
 from router.outbound import RedisDeadLetter, TicketSender
 from router.outbox import OutboxRelay
 from router.ticket_store import TicketStore

@@ -16,17 +16,9 @@ from sqlalchemy import bindparam as sa_bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.routing import TicketSettings
-from hotline.db import (
-    Base,
-    TicketEventRow,
-    TicketNumberCounterRow,
-    TicketRow,
-    create_engine,
-    downgrade,
-    head_revision,
-    migrate,
-    schema_revision,
-)
+from db.engine import create_engine, downgrade, head_revision, migrate, schema_revision
+from db.tables import Base
+from db.tables.router import TicketEventRow, TicketNumberCounterRow, TicketRow
 from router.ticket_store import InvalidTicketChange, TicketStore
 from router.tickets import (
     ROUTER,

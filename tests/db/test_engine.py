@@ -16,9 +16,7 @@ from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hotline.db import (
-    Base,
-    CallRow,
+from db.engine import (
     DatabaseUrlError,
     create_engine,
     downgrade,
@@ -27,6 +25,8 @@ from hotline.db import (
     open_engine,
     schema_revision,
 )
+from db.tables import Base
+from db.tables.telephony import CallRow
 
 # The fixtures' types (tests/ is not a package, so conftest is not importable).
 DatabaseFactory = Callable[[], Awaitable[str]]
@@ -203,12 +203,12 @@ async def test_migrations_do_not_block_the_event_loop(engine_factory: EngineFact
 
 
 async def test_alembic_command_line_uses_the_packaged_env(tmp_path: Path) -> None:
-    """Operators run ``alembic -c hotline/migrations/alembic.ini``; env.py must work there."""
+    """Operators run ``alembic -c db/migrations/alembic.ini``; env.py must work there."""
     db_file = tmp_path / "cli" / "hotline.db"
     url = f"sqlite+aiosqlite:///{db_file}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alembic", "-c", str(REPO / "hotline/migrations/alembic.ini"),
+        sys.executable, "-m", "alembic", "-c", str(REPO / "db/migrations/alembic.ini"),
         "-x", f"url={url}", "upgrade", "head",
         cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

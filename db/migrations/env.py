@@ -2,11 +2,11 @@
 
 Two ways in:
 
-* :func:`hotline.db.migrate` / :func:`hotline.db.downgrade` (what the service uses) do not run
+* :func:`db.engine.migrate` / :func:`db.engine.downgrade` (what the service uses) do not run
   this file: they configure the same context on their own connection.
 * The ``alembic`` command line, for operators::
 
-      alembic -c hotline/migrations/alembic.ini -x url=postgresql+asyncpg://u@h/db upgrade head
+      alembic -c db/migrations/alembic.ini -x url=postgresql+asyncpg://u@h/db upgrade head
 
   The URL comes from ``-x url=...``, else ``$HOTLINE_DATABASE_URL``, else ``sqlalchemy.url``
   in the ini file. A connection handed in through ``config.attributes["connection"]`` (the
@@ -22,7 +22,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from hotline.db import Base, create_engine, migration_options
+from db.engine import create_engine, migration_options
+from db.tables import Base
 
 
 def _url() -> str:

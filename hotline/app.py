@@ -38,8 +38,6 @@ from channels.web import add_intake_routes
 from config.loader import load_config
 from config.schema import HotlineConfig
 from db.engine import migrate, open_engine
-from hotline.call_store import CallStore
-from hotline.call_writer import CallWriter, from_row
 from hotline.http_api import ApiDeps, build_app
 from hotline.http_server import HotlineRunner, ReadDeadlines
 from hotline.intake_metrics import IntakeCollector
@@ -70,6 +68,8 @@ from telephony.resync import fetch_status, resync
 from telephony.seat_actions import SeatActions
 from telephony.seats import SeatBoard, SeatSpec
 from telephony.stats import QueueStats
+from telephony.store import CallStore
+from telephony.writer import CallWriter, from_row
 
 log = logging.getLogger(__name__)
 

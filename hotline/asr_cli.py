@@ -30,7 +30,7 @@ if TYPE_CHECKING:        # the CLI must start fast: the heavy modules are import
     from asr.server import CallRef, Purpose
     from asr.sink import CallTranscripts
     from config.schema import HotlineConfig
-    from hotline.call_store import CallStore
+    from telephony.store import CallStore
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ async def _open_database(cfg: HotlineConfig
     from asr.sink import CallTranscripts
     from channels.keys import StreamKeys
     from db.engine import migrate, open_engine
-    from hotline.call_store import CallStore
+    from telephony.store import CallStore
 
     url = cfg.service.database_url.get_secret_value()
     try:

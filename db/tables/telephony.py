@@ -1,5 +1,5 @@
 """Telephony's tables: calls, queue statistics per interval, seat pauses (the store is
-:mod:`hotline.call_store`)."""
+:mod:`telephony.store`)."""
 
 from __future__ import annotations
 

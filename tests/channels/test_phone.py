@@ -21,10 +21,10 @@ from channels.phone import (
     parse_summary,
 )
 from db.engine import migrate, open_engine
-from hotline.call_store import CallStore
 from hotline.http_errors import api_error
 from telephony.model import CallPhase, CallRecord
 from telephony.seats import SeatSpec
+from telephony.store import CallStore
 from tests.channels.fakes import MemoryGateway
 from tests.telephony.tracker_harness import T0, Harness, make_harness
 

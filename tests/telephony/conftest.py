@@ -1,5 +1,7 @@
-"""Fixtures for the AMI link tests: a trace replay server and a link to it, as factories
-that close what they opened."""
+"""Fixtures for the telephony tests: a trace replay server and an AMI link to it, as factories
+that close what they opened; and, for the records store and writer, the hotline database
+fixtures (real PostgreSQL and SQLite, one throwaway database per use), shared rather than
+copied."""
 
 from __future__ import annotations
 
@@ -12,6 +14,14 @@ from panoramisk.message import Message
 
 from telephony.link import AmiLink
 from telephony.simulator.replay import ReplayServer
+from tests.hotline.conftest import (
+    database_factory,
+    engine_factory,
+    pg_database_factory,
+    sqlite_database_factory,
+)
+
+__all__ = ["database_factory", "engine_factory", "pg_database_factory", "sqlite_database_factory"]
 
 
 def preamble(trace: Callable[[str], list[Any]]) -> list[Any]:

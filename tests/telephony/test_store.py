@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.tables.telephony import CallRow
-from hotline.call_store import CallStore, QueueInterval
-from hotline.call_writer import CallWriter
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.pauses import DesiredPause
 from telephony.stats import QueueStats
+from telephony.store import CallStore, QueueInterval
+from telephony.writer import CallWriter
 
 EngineFactory = Callable[..., Awaitable[AsyncEngine]]
 BEIJING = timezone(timedelta(hours=8))

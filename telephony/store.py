@@ -1,6 +1,6 @@
 """Persistence of queued calls, seats' desired pauses and per-interval queue statistics.
 
-The call writer (:mod:`hotline.call_writer`) batches what the tracker and the pause book
+The call writer (:mod:`telephony.writer`) batches what the tracker and the pause book
 report into short transactions: :meth:`CallStore.flush`, :meth:`CallStore.save_pauses`,
 :meth:`CallStore.upsert_interval`; on start the service reads back the open calls, the pauses
 and the recent intervals.

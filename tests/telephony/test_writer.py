@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hotline.call_store import CallStore
-from hotline.call_writer import CallWriter
 from telephony.stats import QueueStats
+from telephony.store import CallStore
+from telephony.writer import CallWriter
 
 EngineFactory = Callable[..., Awaitable[AsyncEngine]]
 BEIJING = timezone(timedelta(hours=8))

@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from hotline.call_store import CallStore, QueueInterval
 from telephony.dispatch import utc_now
 from telephony.model import CallRecord
 from telephony.pauses import DesiredPause
 from telephony.stats import IntervalCounts, QueueStats
+from telephony.store import CallStore, QueueInterval
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ from telephony.seat_actions import SeatActions
 from telephony.seats import SeatBoard, SeatSpec
 from telephony.stats import QueueStats
 from telephony.store import CallStore
-from telephony.writer import CallWriter, from_row
+from telephony.writer import CallWriter
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ async def _restore(store: CallStore, stats: QueueStats, tracker: CallTracker,
                    cfg: HotlineConfig, now: datetime, pauses: PauseBook) -> None:
     since = now - RESTORED
     for queue in cfg.queues.queues:
-        stats.restore(from_row(r) for r in await store.intervals(queue.name, since))
+        stats.restore(await store.intervals(queue.name, since))
     pauses.load(await store.pauses())
     open_calls = await store.open_calls()
     tracker.adopt(open_calls)

@@ -34,18 +34,23 @@ from telephony.model import CallOutcome, CallRecord
 
 @dataclass(slots=True)
 class IntervalCounts:
-    """Counters for one queue and one interval (or one day, when summed)."""
+    """Counters for one queue and one interval (or one day, when summed).
+
+    The one counts type: the stats count in it, the store (:mod:`telephony.store`) writes it
+    whole as a ``queue_intervals`` row and reads it back after a restart, so today's figures
+    carry on. The interval's length is the stats' choice; the row records where it starts.
+    """
 
     offered: int = 0
     answered: int = 0
-    answered_within_sl: int = 0
+    answered_within_sl: int = 0   # answered within the service-level threshold (e.g. 15 s)
     abandoned: int = 0
-    timed_out: int = 0
-    unknown_end: int = 0
-    pbx_shutdown: int = 0
-    completed: int = 0
+    timed_out: int = 0            # left the queue unanswered (queue timeout)
+    unknown_end: int = 0          # ended while the AMI link was down
+    pbx_shutdown: int = 0         # still waiting when Asterisk stopped (not abandoned)
+    completed: int = 0            # answered calls whose talk has ended
     sum_wait_answered: float = 0.0
-    sum_talk: float = 0.0
+    sum_talk: float = 0.0         # of the completed calls
 
     def add(self, other: IntervalCounts) -> None:
         for name in self.__slots__:

@@ -8,8 +8,7 @@ and the recent intervals.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from db.engine import dialect_insert
 from db.tables.telephony import CallRow, QueueIntervalRow, SeatPauseRow
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.pauses import DesiredPause
+from telephony.stats import IntervalCounts
 
 _MAX_RECENT = 1000
 _IDS_PER_QUERY = 500   # well under SQLite's 999 bound parameters
@@ -27,42 +27,24 @@ _COUNTERS = ("offered", "answered", "answered_within_sl", "abandoned", "timed_ou
              "unknown_end", "pbx_shutdown", "completed")  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class QueueInterval:
-    """Counters of one queue over one interval, as stored in ``queue_intervals``.
+def _check_interval(start: datetime, counts: IntervalCounts) -> None:
+    """Refuse an interval no run of the stats could produce (before anything is written)."""
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise ValueError("interval_start must be timezone-aware")
+    if start.second or start.microsecond:
+        raise ValueError(f"interval_start {start.isoformat()} is not on a whole minute")
+    for name in _COUNTERS:
+        if getattr(counts, name) < 0:
+            raise ValueError(f"{name} must not be negative")
+    if counts.sum_wait_answered < 0 or counts.sum_talk < 0:
+        raise ValueError("summed seconds must not be negative")
+    if counts.answered_within_sl > counts.answered:
+        raise ValueError("answered_within_sl cannot exceed answered")
 
-    Rows are written whole (absolute values, not increments), so writing the same row twice
-    is harmless. After a restart the stats component reads the current interval back with
-    :meth:`CallStore.intervals` and carries on counting from it. The interval's length is the
-    stats component's choice; the row only records where it starts.
-    """
 
-    queue: str
-    interval_start: datetime
-    offered: int = 0
-    answered: int = 0
-    answered_within_sl: int = 0   # answered within the service-level threshold (e.g. 15 s)
-    abandoned: int = 0
-    timed_out: int = 0            # left the queue unanswered (queue timeout)
-    unknown_end: int = 0          # ended while the AMI link was down
-    pbx_shutdown: int = 0         # still waiting when Asterisk stopped (not abandoned)
-    completed: int = 0            # answered calls whose talk has ended
-    sum_wait_seconds: float = 0.0
-    sum_talk_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        start = self.interval_start
-        if start.tzinfo is None or start.utcoffset() is None:
-            raise ValueError("interval_start must be timezone-aware")
-        if start.second or start.microsecond:
-            raise ValueError(f"interval_start {start.isoformat()} is not on a whole minute")
-        for name in _COUNTERS:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.sum_wait_seconds < 0 or self.sum_talk_seconds < 0:
-            raise ValueError("summed seconds must not be negative")
-        if self.answered_within_sl > self.answered:
-            raise ValueError("answered_within_sl cannot exceed answered")
+def _interval_values(counts: IntervalCounts) -> dict[str, Any]:
+    return {**{name: getattr(counts, name) for name in _COUNTERS},
+            "sum_wait_seconds": counts.sum_wait_answered, "sum_talk_seconds": counts.sum_talk}
 
 
 def _row_values(record: CallRecord, now: datetime) -> dict[str, Any]:
@@ -110,18 +92,15 @@ def _record_from(row: CallRow) -> CallRecord:
     )
 
 
-def _interval_from(row: QueueIntervalRow) -> QueueInterval:
-    return QueueInterval(
-        queue=row.queue,
-        interval_start=row.interval_start,
+def _interval_from(row: QueueIntervalRow) -> tuple[str, datetime, IntervalCounts]:
+    return row.queue, row.interval_start, IntervalCounts(
         **{name: getattr(row, name) for name in _COUNTERS},
-        sum_wait_seconds=row.sum_wait_seconds,
-        sum_talk_seconds=row.sum_talk_seconds,
-    )
+        sum_wait_answered=row.sum_wait_seconds, sum_talk=row.sum_talk_seconds)
 
 
 class CallStore:
-    """Reads and writes :class:`~telephony.model.CallRecord` and :class:`QueueInterval` rows.
+    """Reads and writes :class:`~telephony.model.CallRecord`, seats' desired pauses and each
+    queue's :class:`~telephony.stats.IntervalCounts` per interval.
 
     The engine is owned by the caller (the composition root opens it with
     :func:`db.engine.open_engine`); the store holds no connection between calls.
@@ -222,15 +201,17 @@ class CallStore:
         async with self._sessions() as session:
             return [_record_from(row) for row in await session.scalars(query.limit(limit))]
 
-    async def upsert_interval(self, interval: QueueInterval) -> None:
-        """Write one interval row whole (replacing the stored counters)."""
-        values = {
-            "queue": interval.queue,
-            "interval_start": interval.interval_start,
-            **{name: getattr(interval, name) for name in _COUNTERS},
-            "sum_wait_seconds": interval.sum_wait_seconds,
-            "sum_talk_seconds": interval.sum_talk_seconds,
-        }
+    async def upsert_interval(self, queue: str, start: datetime, counts: IntervalCounts) -> None:
+        """Write the counts of ``queue``'s interval starting at ``start`` whole (absolute
+        values, not increments: writing the same interval twice is harmless).
+
+        ``counts`` may be the stats' live bucket: it is read before the first ``await``.
+        Raises :class:`ValueError` for an interval the stats cannot produce (a naive or
+        not whole-minute start, a negative counter, more answered within the service level
+        than answered).
+        """
+        _check_interval(start, counts)
+        values = {"queue": queue, "interval_start": start, **_interval_values(counts)}
         stmt = self._insert(QueueIntervalRow).values(**values)
         key = ("queue", "interval_start")
         stmt = stmt.on_conflict_do_update(
@@ -242,9 +223,10 @@ class CallStore:
 
     async def intervals(
         self, queue: str, since: datetime, until: datetime | None = None
-    ) -> Sequence[QueueInterval]:
-        """Intervals of ``queue`` starting at or after ``since`` (and before ``until``), oldest
-        first."""
+    ) -> list[tuple[str, datetime, IntervalCounts]]:
+        """``(queue, start, counts)`` of ``queue``'s intervals starting at or after ``since``
+        (and before ``until``), oldest first: what :meth:`QueueStats.restore
+        <telephony.stats.QueueStats.restore>` takes."""
         query = (
             select(QueueIntervalRow)
             .where(QueueIntervalRow.queue == queue, QueueIntervalRow.interval_start >= since)

@@ -21,29 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from telephony.dispatch import utc_now
 from telephony.model import CallRecord
 from telephony.pauses import DesiredPause
-from telephony.stats import IntervalCounts, QueueStats
-from telephony.store import CallStore, QueueInterval
+from telephony.stats import QueueStats
+from telephony.store import CallStore
 
 log = logging.getLogger(__name__)
 
 KEEP_IN_MEMORY = timedelta(days=2)
-
-
-def to_row(queue: str, start: datetime, c: IntervalCounts) -> QueueInterval:
-    return QueueInterval(
-        queue=queue, interval_start=start, offered=c.offered, answered=c.answered,
-        answered_within_sl=c.answered_within_sl, abandoned=c.abandoned,
-        timed_out=c.timed_out, unknown_end=c.unknown_end, pbx_shutdown=c.pbx_shutdown,
-        completed=c.completed,
-        sum_wait_seconds=c.sum_wait_answered, sum_talk_seconds=c.sum_talk)
-
-
-def from_row(row: QueueInterval) -> tuple[str, datetime, IntervalCounts]:
-    return row.queue, row.interval_start, IntervalCounts(
-        offered=row.offered, answered=row.answered, answered_within_sl=row.answered_within_sl,
-        abandoned=row.abandoned, timed_out=row.timed_out, unknown_end=row.unknown_end,
-        pbx_shutdown=row.pbx_shutdown, completed=row.completed,
-        sum_wait_answered=row.sum_wait_seconds, sum_talk=row.sum_talk_seconds)
 
 
 class CallWriter:
@@ -116,7 +99,7 @@ class CallWriter:
         dirty = self._stats.take_dirty()
         try:
             for queue, start, counts in dirty:
-                await self._store.upsert_interval(to_row(queue, start, counts))
+                await self._store.upsert_interval(queue, start, counts)
         except BaseException:
             self._stats.mark_dirty(dirty)
             raise

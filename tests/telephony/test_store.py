@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.tables.telephony import CallRow
 from telephony.model import CallOutcome, CallPhase, CallRecord
 from telephony.pauses import DesiredPause
-from telephony.stats import QueueStats
-from telephony.store import CallStore, QueueInterval
+from telephony.stats import IntervalCounts, QueueStats
+from telephony.store import CallStore
 from telephony.writer import CallWriter
 
 EngineFactory = Callable[..., Awaitable[AsyncEngine]]
@@ -170,52 +170,52 @@ async def test_flush_writes_a_batch_in_one_go(store: CallStore) -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "message"),
+    ("start", "counts", "message"),
     [
-        ({"interval_start": datetime(2026, 11, 23, 1, 31, 5, tzinfo=UTC)}, "whole minute"),
-        ({"interval_start": datetime(2026, 11, 23, 1, 30)}, "timezone-aware"),
-        ({"offered": -1}, "negative"),
-        ({"unknown_end": -1}, "negative"),
-        ({"sum_wait_seconds": -0.5}, "negative"),
-        ({"answered": 1, "answered_within_sl": 2}, "exceed"),
+        (datetime(2026, 11, 23, 1, 31, 5, tzinfo=UTC), IntervalCounts(), "whole minute"),
+        (datetime(2026, 11, 23, 1, 30), IntervalCounts(), "timezone-aware"),
+        (QUARTER, IntervalCounts(offered=-1), "negative"),
+        (QUARTER, IntervalCounts(unknown_end=-1), "negative"),
+        (QUARTER, IntervalCounts(sum_wait_answered=-0.5), "negative"),
+        (QUARTER, IntervalCounts(answered=1, answered_within_sl=2), "exceed"),
     ],
 )
-def test_impossible_intervals_are_refused(changes: dict[str, object], message: str) -> None:
-    fields: dict[str, object] = {
-        "queue": "12345",
-        "interval_start": datetime(2026, 11, 23, 1, 30, tzinfo=UTC),
-        **changes,
-    }
+async def test_impossible_intervals_are_refused(store: CallStore, start: datetime,
+                                                counts: IntervalCounts, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        QueueInterval(**fields)  # type: ignore[arg-type]
+        await store.upsert_interval("12345", start, counts)
+    assert await store.intervals("12345", since=datetime(2026, 1, 1, tzinfo=UTC)) == []
 
 
 async def test_intervals_are_replaced_whole_and_read_by_range(store: CallStore) -> None:
     start = QUARTER
     rows = [
-        QueueInterval("12345", start + i * timedelta(minutes=15), offered=10 + i, answered=8,
-                      answered_within_sl=6, abandoned=1, timed_out=1, unknown_end=i,
-                      completed=7, sum_wait_seconds=80.5, sum_talk_seconds=900.0)
+        ("12345", start + i * timedelta(minutes=15),
+         IntervalCounts(offered=10 + i, answered=8, answered_within_sl=6, abandoned=1,
+                        timed_out=1, unknown_end=i, completed=7, sum_wait_answered=80.5,
+                        sum_talk=900.0))
         for i in range(4)
     ]  # fmt: skip
     for row in rows:
-        await store.upsert_interval(row)
-    await store.upsert_interval(QueueInterval("12345-en", start, offered=99))
+        await store.upsert_interval(*row)
+    await store.upsert_interval("12345-en", start, IntervalCounts(offered=99))
 
     # The stats component rewrites the current interval as calls come in.
-    updated = dataclasses.replace(rows[1], offered=20, answered=15, sum_talk_seconds=1800.25)
-    await store.upsert_interval(updated)
-    await store.upsert_interval(updated)
+    queue, second, counts = rows[1]
+    updated = (queue, second,
+               dataclasses.replace(counts, offered=20, answered=15, sum_talk=1800.25))
+    await store.upsert_interval(*updated)
+    await store.upsert_interval(*updated)
 
     got = await store.intervals("12345", since=start + timedelta(minutes=15))
     assert got == [updated, rows[2], rows[3]]
-    assert all(r.interval_start.tzinfo is UTC for r in got)
+    assert all(begin.tzinfo is UTC for _, begin, _ in got)
     assert await store.intervals("12345", since=start, until=start + timedelta(minutes=30)) == [
         rows[0],
         updated,
     ]
     assert await store.intervals("12345-en", since=start) == [
-        QueueInterval("12345-en", start, offered=99)
+        ("12345-en", start, IntervalCounts(offered=99))
     ]
 
 
@@ -245,9 +245,9 @@ async def test_desired_pauses_round_trip_and_update(store: CallStore) -> None:
 
 
 async def test_pbx_shutdown_counts_are_stored_with_the_interval(store: CallStore) -> None:
-    row = QueueInterval("12345", QUARTER, offered=3, abandoned=1, pbx_shutdown=2)
-    await store.upsert_interval(row)
-    assert await store.intervals("12345", since=QUARTER) == [row]
+    counts = IntervalCounts(offered=3, abandoned=1, pbx_shutdown=2)
+    await store.upsert_interval("12345", QUARTER, counts)
+    assert await store.intervals("12345", since=QUARTER) == [("12345", QUARTER, counts)]
 
 
 async def test_the_writer_saves_desired_pauses(store: CallStore) -> None:

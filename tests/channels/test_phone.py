@@ -22,7 +22,7 @@ from channels.phone import (
 )
 from db.engine import migrate, open_engine
 from hotline.call_store import CallStore
-from hotline.http_errors import api_error
+from httpkit.errors import api_error
 from telephony.model import CallPhase, CallRecord
 from telephony.seats import SeatSpec
 from tests.channels.fakes import MemoryGateway

@@ -4,7 +4,7 @@
     pinned to CPU 0) ──▶ validation ──▶ DurableGateway ──▶ idempotent XADD in Redis
 
 The server under test is the service's HTTP stack for the website form
-(``channels.web.add_intake_routes`` behind ``hotline.http_errors.error_middleware``) with the
+(``channels.web.add_intake_routes`` behind ``httpkit.errors.error_middleware``) with the
 real durable gateway (``channels.durable.open_gateway``); rate limits off. Redis is, by default,
 a private ``redis-server`` started for the run with AOF on and ``appendfsync always`` (every
 write on disk before Redis answers: "accepted" means durable, as production must run it);
@@ -145,7 +145,7 @@ async def serve(port: int, prefix: str, workdir: Path, redis_url: str) -> None:
     from channels.http_deps import IntakeHttpDeps
     from channels.nonces import MemoryNonceStore
     from channels.web import add_intake_routes
-    from hotline.http_errors import error_middleware
+    from httpkit.errors import error_middleware
 
     cfg = bench_config(prefix, workdir, redis_url)
     stop = asyncio.Event()

@@ -12,8 +12,8 @@ from channels.citizen_status import OrderStatusLookup, OrderStatusUnavailable
 from channels.errors import IntakeUnavailable
 from channels.gateway import Accepted, IntakeGateway, IntakeStatus
 from channels.intake import IntakeDraft
-from channels.request_body import json_response
-from hotline.http_errors import error_for
+from httpkit.errors import error_for
+from httpkit.responses import NO_STORE, json_response
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def status_response(status: IntakeStatus, *, with_thread: bool = False) -> web.R
         "channel": status.channel, "received_at": status.received_at.isoformat()}
     if with_thread:
         body["thread_of"] = status.thread_of
-    return json_response(body, headers={"Cache-Control": "no-store"})
+    return json_response(body, headers=NO_STORE, compact=True)
 
 
 def accepted_response(accepted: Accepted) -> web.Response:
@@ -62,7 +62,7 @@ def accepted_response(accepted: Accepted) -> web.Response:
         message = f"您的诉求已受理，受理编号 {no}，请妥善保存"
     return json_response({"acceptance_no": no, "status": "accepted",
                           "duplicate": accepted.duplicate, "message": message},
-                         status=200 if accepted.duplicate else 201)
+                         status=200 if accepted.duplicate else 201, compact=True)
 
 
 async def submit(gateway: IntakeGateway, draft: IntakeDraft) -> web.Response:

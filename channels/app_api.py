@@ -32,10 +32,10 @@ from channels.answers import current_status, status_response, submit
 from channels.errors import ChannelError
 from channels.http_deps import IntakeHttp, remote_address, state
 from channels.nonces import NonceStoreFull
-from channels.request_body import JSON_BODY_LIMIT, parse_json_object, read_body
 from channels.signing import SignatureRejected, check_window, parse_headers, verify
 from channels.web_form import FormInvalid, Limits, build_draft, parse_app_form
-from hotline.http_errors import ApiError, api_error, error_for
+from httpkit.bodies import JSON_BODY_LIMIT, parse_json_object, read_body
+from httpkit.errors import ApiError, api_error, error_for
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,6 @@ from channels.http_deps import (
     state,
 )
 from channels.ratelimit import RateLimits, retry_after_header
-from channels.request_body import JSON_BODY_LIMIT, parse_json_object, read_body
 from channels.web_form import (
     FormInvalid,
     Limits,
@@ -57,7 +56,8 @@ from channels.web_form import (
 )
 from channels.web_multipart import read_multipart_form
 from config.channels import WebConfig
-from hotline.http_errors import ApiError, api_error, error_for, error_response
+from httpkit.bodies import JSON_BODY_LIMIT, parse_json_object, read_body
+from httpkit.errors import ApiError, api_error, error_for, error_response
 
 log = logging.getLogger(__name__)
 

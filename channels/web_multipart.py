@@ -21,10 +21,10 @@ from channels.attachments import (
     resolve_type,
     safe_name,
 )
-from channels.request_body import check_declared_length, too_large
 from channels.web_form import LABELS, FormInvalid, WebIntakeForm
 from config.channels import WebConfig
-from hotline.http_errors import ApiError
+from httpkit.bodies import check_declared_length, too_large
+from httpkit.errors import ApiError
 
 # Text fields beyond the ones the form has are read too (and ignored): bound their number.
 MAX_TEXT_PARTS = 40

@@ -39,7 +39,6 @@ from config.loader import load_config
 from config.schema import HotlineConfig
 from db.engine import migrate, open_engine
 from hotline.http_api import ApiDeps, build_app
-from hotline.http_server import HotlineRunner, ReadDeadlines
 from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
@@ -50,6 +49,7 @@ from hotline.routing import (
 from hotline.asr_wiring import AsrService, AsrStatus, AsrStatusCollector, open_asr
 from hotline.kb_api import KbApiDeps, add_kb_routes
 from hotline.ticket_api import TicketApiDeps, add_ticket_routes
+from httpkit.server import HotlineRunner, ReadDeadlines
 from asr.calls import AsrCallDirectory
 from asr.voicemail import make_transcriber
 from asr.metrics import TranscriptSinkCollector

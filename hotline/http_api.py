@@ -9,7 +9,6 @@ Prometheus; everything under ``/api`` needs a token.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,19 +19,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from channels.answers import accepted_response
 from channels.phone import PhoneIntake, PhoneIntakeError, parse_summary
-from channels.request_body import parse_json_object, read_body
 from channels.textcheck import has_control
 from config.errors import ConfigError
-from hotline.http_errors import (
+from httpkit.auth import bearer_token, token_matches
+from httpkit.bodies import parse_json_object, read_body
+from httpkit.errors import (
     CLIENT_EVENTS,
     ApiError,
     ClientEvents,
     api_error,
     error_for,
     error_middleware,
-    json_bytes,
     server_header,
 )
+from httpkit.responses import json_response
 from telephony.calls import CallTracker
 from telephony.errors import AmiActionFailed, AmiActionLost, AmiNotConnected, AmiTimeout
 from telephony.link import AmiLink, LinkState
@@ -79,22 +79,13 @@ class ApiDeps:
 DEPS = web.AppKey("deps", ApiDeps)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json_bytes(data), content_type="application/json",
-                        charset="utf-8")
-
-
 def authenticate(request: web.Request) -> Principal:
     deps = request.app[DEPS]
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized", "需要登录：请提供有效的访问令牌")
-    admin = deps.admin_token()
-    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+    given = bearer_token(request)
+    if token_matches(given, deps.admin_token()):
         return Principal(True, None)
     for seat_id, seat_token in deps.agent_tokens().items():
-        if hmac.compare_digest(token.encode(), seat_token.encode()):
+        if token_matches(given, seat_token):
             return Principal(False, seat_id)
     raise ApiError(401, "unauthorized", "访问令牌无效")
 
@@ -139,7 +130,7 @@ def seat_json(seat: SeatSnapshot) -> dict[str, Any]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -147,8 +138,8 @@ async def readyz(request: web.Request) -> web.Response:
     state = deps.link.state
     if state is LinkState.READY:
         warnings = deps.warnings() if deps.warnings is not None else []
-        return _json({"status": "ready", "ami": state.value,
-                      **({"warnings": warnings} if warnings else {})})
+        return json_response({"status": "ready", "ami": state.value,
+                              **({"warnings": warnings} if warnings else {})})
     raise ApiError(503, "ami_not_ready", "与交换机（Asterisk AMI）的连接未就绪",
                    {"ami": state.value})
 
@@ -175,16 +166,16 @@ async def stats(request: web.Request) -> web.Response:
                           for start, counts in deps.stats.intervals(queue, day)],
         })
     seats = {state.value: n for state, n in deps.board.counts().items()}
-    return _json({"at": now.isoformat(), "day": day.isoformat(),
-                  "service_level_seconds": deps.stats.service_level,
-                  "seats": seats, "queues": out})
+    return json_response({"at": now.isoformat(), "day": day.isoformat(),
+                          "service_level_seconds": deps.stats.service_level,
+                          "seats": seats, "queues": out})
 
 
 async def seats(request: web.Request) -> web.Response:
     who = authenticate(request)
     board = request.app[DEPS].board
     rows = [seat_json(s) for s in board.snapshot() if who.is_admin or s.seat_id == who.seat_id]
-    return _json({"seats": rows})
+    return json_response({"seats": rows})
 
 
 def _seat_action(run: Callable[[SeatActions, str, dict[str, str]], Awaitable[Any]],
@@ -205,7 +196,7 @@ def _seat_action(run: Callable[[SeatActions, str, dict[str, str]], Awaitable[Any
         except AmiActionFailed as exc:
             raise error_for("ami_action_failed", "交换机拒绝了该操作",
                             {"asterisk": exc.message}) from None
-        return _json({"ok": True, "seat_id": seat_id, "result": result})
+        return json_response({"ok": True, "seat_id": seat_id, "result": result})
     return handler
 
 
@@ -268,7 +259,7 @@ async def call_transcript(request: web.Request) -> web.Response:
         raise ApiError(403, "not_your_call", f"该通话不是坐席 {seat_id} 接听的",
                        {"call_id": call.call_id})
     segments = await deps.transcript_of(call.linkedid)
-    return _json({"call_id": call.linkedid, "segments": [
+    return json_response({"call_id": call.linkedid, "segments": [
         {k: v for k, v in s.items() if k in ("purpose", "stream_id", "seq", "text", "start_s",
                                              "end_s", "words")} for s in segments]})
 
@@ -277,7 +268,7 @@ async def reload(request: web.Request) -> web.Response:
     """Re-read the config files; a broken edit is refused with every error, old config kept."""
     _require_admin(request)
     try:
-        return _json(await request.app[DEPS].reload_config())
+        return json_response(await request.app[DEPS].reload_config())
     except ConfigError as exc:
         raise ApiError(422, "config_invalid", "配置有误，未重新加载，当前配置继续生效",
                        {"issues": [str(issue) for issue in exc.issues]}) from None

@@ -21,10 +21,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels.intake import utc_now
-from channels.request_body import parse_json_object, read_body
 from channels.textcheck import has_control
-from hotline.http_errors import ApiError
-from hotline.staff_http import Staff, identify, no_store_json
+from httpkit.auth import Staff, identify
+from httpkit.bodies import parse_json_object, read_body
+from httpkit.errors import ApiError
+from httpkit.responses import NO_STORE, json_response
 from router.kb import Article
 from router.kb_store import KbSync
 from router.tickets import BEIJING
@@ -112,15 +113,16 @@ async def search(request: web.Request) -> web.Response:
     kb = sync.kb or await sync.refresh()
     hits = kb.search(question, on=request.app[KB_API].today(), unit=_unit_query(request),
                      limit=limit)
-    return no_store_json({"hits": [{"article": article_json(h.article), "score": h.score,
-                            "matched": list(h.matched)} for h in hits]})
+    return json_response({"hits": [{"article": article_json(h.article), "score": h.score,
+                                    "matched": list(h.matched)} for h in hits]},
+                         headers=NO_STORE)
 
 
 async def list_articles(request: web.Request) -> web.Response:
     who = _who(request)
     unit = who.name if who.role == "unit" else _unit_query(request)
     articles = await _sync(request).store.all(unit)
-    return no_store_json({"articles": [article_json(a) for a in articles]})
+    return json_response({"articles": [article_json(a) for a in articles]}, headers=NO_STORE)
 
 
 async def put_article(request: web.Request) -> web.Response:
@@ -150,7 +152,7 @@ async def put_article(request: web.Request) -> web.Response:
                        {"fields": fields}) from None
     created = await sync.store.put(article, str(who))
     await sync.refresh()
-    return no_store_json({"article": article_json(article)}, 201 if created else 200)
+    return json_response({"article": article_json(article)}, 201 if created else 200, NO_STORE)
 
 
 async def delete_article(request: web.Request) -> web.Response:
@@ -162,7 +164,7 @@ async def delete_article(request: web.Request) -> web.Response:
         raise ApiError(404, "article_not_found", "知识条目不存在")
     await sync.store.delete(article_id)
     await sync.refresh()
-    return no_store_json({"deleted": article_id})
+    return json_response({"deleted": article_id}, headers=NO_STORE)
 
 
 def add_kb_routes(app: web.Application, deps: KbApiDeps) -> None:

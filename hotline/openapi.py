@@ -3,7 +3,7 @@
 
 Request bodies of the citizen channels are the pydantic models that validate them
 (:mod:`channels.web_form`); the answers are described by the models below. Every error answer
-is the one :mod:`hotline.http_errors` produces: ``{"error", "message", "details"}``
+is the one :mod:`httpkit.errors` produces: ``{"error", "message", "details"}``
 (:class:`ErrorBody`). The tests run schemathesis against this document and the real
 application, so a handler and its description cannot drift apart unnoticed.
 """

@@ -25,9 +25,10 @@ from pydantic import ValidationError
 
 from channels.intake import utc_now
 from channels.textcheck import has_control
-from channels.request_body import parse_json_object, read_body
-from hotline.http_errors import ApiError, api_error, error_for
-from hotline.staff_http import identify, no_store_json
+from httpkit.auth import identify
+from httpkit.bodies import parse_json_object, read_body
+from httpkit.errors import ApiError, api_error, error_for
+from httpkit.responses import NO_STORE, json_response
 from router.ticket_store import InvalidTicketChange, TicketStore
 from router.tickets import (
     Actor,
@@ -133,7 +134,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     page: dict[str, Any] = {"tickets": [ticket_json(t) for t in tickets]}
     if len(tickets) == limit:
         page["next"] = tickets[-1].number      # ?before=<next> gives the following page
-    return no_store_json(page)
+    return json_response(page, headers=NO_STORE)
 
 
 async def get_ticket(request: web.Request) -> web.Response:
@@ -147,8 +148,8 @@ async def get_ticket(request: web.Request) -> web.Response:
     if ticket is None or not _visible(actor, ticket):
         raise ApiError(404, "ticket_not_found", "工单不存在")
     events = await store.events(number)
-    return no_store_json({"ticket": ticket_json(ticket),
-                  "events": [e.model_dump(mode="json") for e in events]})
+    return json_response({"ticket": ticket_json(ticket),
+                          "events": [e.model_dump(mode="json") for e in events]}, headers=NO_STORE)
 
 
 async def _owns(store: TicketStore, actor: Actor, number: str) -> bool:
@@ -238,7 +239,7 @@ async def act(request: web.Request) -> web.Response:
         raise error_for(InvalidTicketChange.code, str(exc)) from None
     except TicketError as exc:
         raise api_error(exc) from None
-    return no_store_json({"ticket": ticket_json(ticket)})
+    return json_response({"ticket": ticket_json(ticket)}, headers=NO_STORE)
 
 
 def add_ticket_routes(app: web.Application, deps: TicketApiDeps) -> None:

@@ -21,7 +21,7 @@ from channels.phone import (
     parse_summary,
 )
 from db.engine import migrate, open_engine
-from hotline.http_errors import api_error
+from httpkit.errors import api_error
 from telephony.model import CallPhase, CallRecord
 from telephony.seats import SeatSpec
 from telephony.store import CallStore

@@ -60,7 +60,7 @@ async def test_a_lone_surrogate_in_an_echoed_field_is_a_json_422(
 
 async def test_an_error_that_echoes_a_surrogate_is_still_json(h: Harness) -> None:
     """Whatever a handler echoes, the error middleware answers JSON (\\u escapes)."""
-    from hotline.http_errors import error_response
+    from httpkit.errors import error_response
 
     response = error_response(422, "x", "未配置的示忙原因：\ud800")
     assert json.loads(response.body)["message"] == "未配置的示忙原因：\ud800"  # type: ignore[arg-type]

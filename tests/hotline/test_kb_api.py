@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from db.engine import create_engine, migrate
-from hotline.http_errors import error_middleware
+from httpkit.errors import error_middleware
 from hotline.kb_api import KbApiDeps, add_kb_routes, beijing_today
 from router.kb_store import KbStore, KbSync
 

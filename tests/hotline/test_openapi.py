@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 from channels.http_deps import IntakeHttpDeps
 from channels.nonces import MemoryNonceStore
 from channels.signing import signed_headers
-from hotline.http_server import HotlineRunner
+from httpkit.server import HotlineRunner
 from hotline.openapi import openapi_document
 from tests.channels.fakes import MemoryGateway
 from tests.channels.intake_http import (

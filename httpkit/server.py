@@ -12,17 +12,17 @@ sending (aiohttp's keep-alive timeout, 3630 s, only closes idle connections).
 
 * a request the parser refuses is answered with the service's JSON error (``bad_request``),
   logged in one line naming the parser's error class only (never the bytes it quotes), and
-  counted (:class:`hotline.http_errors.ClientEvents`);
+  counted (:class:`httpkit.errors.ClientEvents`);
 * a request's line and headers must arrive within ``deadlines.headers`` seconds of its
   first byte (of the connection, for the first request), the whole request within
   ``deadlines.body`` (:class:`ReadDeadlines`). Past it: a body being read by a handler fails
-  with :class:`~hotline.http_errors.RequestReadTimeout`, which the error middleware answers
+  with :class:`~httpkit.errors.RequestReadTimeout`, which the error middleware answers
   with a JSON 408; a request whose headers are still coming gets a 408 written directly and
   the connection is closed. The time a handler then takes to answer (an AMI action) is not
   limited here.
 
 This relies on aiohttp internals (``RequestHandler`` subclassing and a few of its private
-attributes; aiohttp is pinned in pyproject.toml); ``tests/hotline/test_http_server.py`` runs
+attributes; aiohttp is pinned in pyproject.toml); ``tests/httpkit/test_server.py`` runs
 it over real sockets, so an aiohttp upgrade that changes them fails there.
 """
 
@@ -38,15 +38,15 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from hotline.http_errors import (
+from httpkit.errors import (
     CLIENT_EVENTS,
     REQUEST_TIMEOUT_MESSAGE,
     SERVER_NAME,
     ClientEvents,
     RequestReadTimeout,
     error_response,
-    json_bytes,
 )
+from httpkit.responses import json_bytes
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ too long to send it is not a server error: one log line (no traceback), counted 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -19,22 +18,12 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from httpkit.responses import json_response
+
 log = logging.getLogger(__name__)
 
 SERVER_NAME: Final = "hotline"
 """The ``Server`` header of every answer: no product versions for a scanner to match."""
-
-
-def json_bytes(data: Any, *, compact: bool = False) -> bytes:
-    """``data`` as UTF-8 JSON, Chinese kept readable. A lone surrogate (echoed from a request:
-    JSON ``"\\ud800"`` decodes to one) cannot be UTF-8: such a document is written with
-    ``\\u`` escapes instead, still valid JSON that gives the client back what it sent."""
-    separators = (",", ":") if compact else None
-    text = json.dumps(data, ensure_ascii=False, default=str, separators=separators)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return json.dumps(data, ensure_ascii=True, default=str, separators=separators).encode()
 
 
 def error_response(status: int, code: str, message: str,
@@ -42,8 +31,7 @@ def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> web.Response:
     """A JSON error every client can rely on: ``{"error", "message", "details"}``."""
     body = {"error": code, "message": message, "details": details or {}}
-    return web.Response(status=status, body=json_bytes(body), headers=headers,
-                        content_type="application/json", charset="utf-8")
+    return json_response(body, status, headers)
 
 
 class ApiError(Exception):
@@ -89,7 +77,7 @@ STATUS_OF_CODE: Final[Mapping[str, int]] = {
 }
 """The HTTP status of each code a domain error carries: the domain packages say what went
 wrong (a stable ``code``), only the HTTP layer says how it is answered.
-tests/hotline/test_http_errors.py checks every code of every domain error is here."""
+tests/httpkit/test_errors.py checks every code of every domain error is here."""
 
 
 class DomainError(Protocol):
@@ -121,7 +109,7 @@ REQUEST_TIMEOUT_MESSAGE: Final = "请求未在规定时间内传完，请重试"
 
 class RequestReadTimeout(TimeoutError):
     """The request's body did not arrive within the read deadline (set on the body stream by
-    :mod:`hotline.http_server`). A ``TimeoutError``: aiohttp's lingering read after the
+    :mod:`httpkit.server`). A ``TimeoutError``: aiohttp's lingering read after the
     answer then stops quietly instead of logging it."""
 
 
@@ -187,7 +175,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPException as exc:
         return error_response(exc.status, "http_error", "请求无法处理", {"reason": exc.reason})
     except RequestReadTimeout:
-        # Counted and logged where the deadline passed (hotline.http_server).
+        # Counted and logged where the deadline passed (httpkit.server).
         response = error_response(408, "request_timeout", REQUEST_TIMEOUT_MESSAGE)
         response.force_close()
         return response

@@ -27,7 +27,7 @@ from channels.attachments import AttachmentRejected
 from channels.phone import PhoneIntakeError
 from channels.signing import SignatureRejected
 from channels.web_form import FormInvalid
-from hotline.http_errors import STATUS_OF_CODE, ApiError, api_error, error_for
+from httpkit.errors import STATUS_OF_CODE, ApiError, api_error, error_for
 from router.tickets import IllegalTransition, TicketError, TicketNotFound
 from telephony.seat_actions import SeatActionError
 

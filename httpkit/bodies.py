@@ -1,5 +1,5 @@
-"""Reading request bodies of the intake endpoints with their own size limits, and JSON
-answers.
+"""The one request body reader: each endpoint reads its body with its own size limit, and a
+JSON body as one object with bounded depth.
 
 The service's application sets a small ``client_max_size`` for the agent API; these handlers
 never call ``request.read()`` / ``request.post()`` (which apply it) but read ``request.content``
@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.http_errors import ApiError, json_bytes
+from httpkit.errors import ApiError
 
 # JSON bodies carry no files: 1 MiB is far above the longest allowed text (100,000 characters
 # of CJK escaped as \\uXXXX is 600 KB) and far below what would hurt.
@@ -88,8 +88,3 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 def _invalid_json(message: str, details: dict[str, Any] | None = None) -> ApiError:
     return ApiError(400, "invalid_json", message, details)
 
-
-def json_response(data: dict[str, Any], status: int = 200,
-                  headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, headers=headers, body=json_bytes(data, compact=True),
-                        content_type="application/json", charset="utf-8")

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from channels.http_deps import IntakeHttpDeps
 from channels.nonces import MemoryNonceStore
-from hotline.http_errors import CLIENT_EVENTS, ClientEvents
-from hotline.http_server import HotlineRunner, ReadDeadlines
+from httpkit.errors import CLIENT_EVENTS, ClientEvents
+from httpkit.server import HotlineRunner, ReadDeadlines
 from tests.channels.fakes import MemoryGateway
 from tests.channels.intake_http import ADMIN, ManualClock, build_full_app, channels_config
 

@@ -79,7 +79,7 @@ async def test_attended_transfer_through_the_desk_is_recorded_as_transferred(
     await _long_seats(asterisk)
     await asterisk.aset_global("DEPT_TALK", "30")
     async with service() as svc:
-        call_id = await pbx.originate_caller("13800000003", talk=12)
+        call_id = await pbx.originate_caller("13800000003", talk=60)
         [call] = await eventually(lambda: _answered(svc.hot.tracker.active(), {call_id}),
                                   what="answered")
         seat = call.seat or ""
@@ -92,6 +92,9 @@ async def test_attended_transfer_through_the_desk_is_recorded_as_transferred(
         status, body = await svc.post(f"/api/seats/{seat}/hangup", token=agent_token(seat))
         assert status == 200, body
         await pbx.wait_event(lambda m: m.get("Event") == "AttendedTransfer", what="transfer")
+        # The citizen ends the call with the department (on the line 60 s otherwise: long
+        # enough that a loaded machine never ends the call before the transfer is made).
+        await pbx.action("Hangup", Channel=call.caller_channel)
         record = await _ended_record(svc, call_id)
         assert record.outcome is CallOutcome.TRANSFERRED
         assert record.transferred_to == "8002"
@@ -106,7 +109,7 @@ async def test_attended_transfer_from_the_seat_phone_is_recorded_too(
     await _long_seats(asterisk)
     await asterisk.aset_global("DEPT_TALK", "30")
     async with service() as svc:
-        call_id = await pbx.originate_caller("13800000004", talk=12)
+        call_id = await pbx.originate_caller("13800000004", talk=60)
         [call] = await eventually(lambda: _answered(svc.hot.tracker.active(), {call_id}),
                                   what="answered")
         await pbx.action("Atxfer", Channel=call.seat_channel or "", Exten="8001",
@@ -117,6 +120,8 @@ async def test_attended_transfer_from_the_seat_phone_is_recorded_too(
                              and m.get("ChannelState") == "6"
                              and "8001@departments" in m.get("Channel", ""), what="consult")
         await pbx.action("Hangup", Channel=call.seat_channel or "")
+        await pbx.wait_event(lambda m: m.get("Event") == "AttendedTransfer", what="transfer")
+        await pbx.action("Hangup", Channel=call.caller_channel)
         record = await _ended_record(svc, call_id)
         assert (record.outcome, record.transferred_to) == (CallOutcome.TRANSFERRED, "8001")
 

@@ -40,8 +40,8 @@ system-packages:
 # Types, unused/undefined names and the packages' dependency rules (import-linter contracts in
 # pyproject.toml) are part of the test: mypy --strict, pyflakes, lint-imports, then the suite.
 test: install system-packages
-	$(BIN)/mypy --strict asr channels config db hotline httpkit router telephony
-	$(BIN)/python -m pyflakes asr channels config db hotline httpkit router telephony bench
+	$(BIN)/mypy --strict asr channels config db hotline httpkit privacy router telephony
+	$(BIN)/python -m pyflakes asr channels config db hotline httpkit privacy router telephony bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 

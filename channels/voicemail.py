@@ -96,7 +96,7 @@ from channels.intake import Attachment, CallDetails, Contact, IntakeDraft, utc_n
 from channels.phone import WITHHELD_NUMBERS, caller_phone
 from channels.web_form import CHINA, clean_line
 from config.channels import PhoneConfig
-from hotline.logs import mask_text
+from privacy.masking import mask_text
 
 log = logging.getLogger(__name__)
 

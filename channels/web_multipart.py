@@ -97,7 +97,7 @@ def _disposition(part: BodyPartReader) -> tuple[str, str | None]:
     """The part's field name and file name.
 
     For a malformed ``Content-Disposition`` aiohttp gives no name at all (the file would be
-    dropped in silence) and warns (a log line, masked: :mod:`hotline.logs`). Refused here
+    dropped in silence) and warns (a log line, masked: :mod:`privacy.masking`). Refused here
     instead (400), nothing quoted. ``catch_warnings`` swaps process-wide state, which is safe
     only because nothing is awaited inside it."""
     with warnings.catch_warnings(record=True) as caught:

@@ -1,5 +1,5 @@
-"""Typed, validated configuration: the schema and the YAML loader. (A reload is applied as a
-diff against what Asterisk reports: :mod:`telephony.queue_admin`.)"""
+"""Typed, validated configuration: the schema, the YAML loader and the settings types other
+packages read. A leaf: it imports nothing of the project (an import-linter contract)."""
 
 from config.errors import ConfigError, ConfigIssue
 from config.loader import load_config

@@ -1,0 +1,1 @@
+"""Tests of the masking of phone numbers and secrets (privacy/)."""

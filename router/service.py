@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from channels.intake import Contact, Intake, Location
-from channels.textcheck import has_control, strip_control
+from config.textcheck import has_control, strip_control
 from config.kinds import DemandType
 from config.routing import RepeatConfig
 from config.sla import SlaConfig

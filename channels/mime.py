@@ -50,8 +50,8 @@ from channels.mail_text import (
     html_to_text,
     raw_header_text,
 )
-from config.textcheck import strip_control
 from config.channels import MailConfig
+from config.textcheck import strip_control
 
 SkipReason = Literal["auto_reply", "bounce", "delivery_report", "bulk", "loop", "mail_bomb"]
 

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 from channels.errors import ChannelError
 from channels.intake import Attachment
-from channels.textcheck import has_control, strip_control
+from config.textcheck import has_control, strip_control
 
 CHUNK_BYTES = 64 * 1024
 MiB = 1024 * 1024
@@ -39,7 +39,7 @@ EXTENSION_TYPES: dict[str, str] = {
     "mp4": "video/mp4", "txt": "text/plain",
 }
 # Line breaks and tabs, which a file name has no use for either (the rest of the unsafe
-# characters, bidi overrides included, are channels.textcheck's).
+# characters, bidi overrides included, are config.textcheck's).
 _NAME_BREAKS = re.compile(r"[\t\n\r]")
 _MIME = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+*-]+$")
 
@@ -66,7 +66,7 @@ class TooLarge(ValueError):
 
 def safe_name(filename: str | None) -> str:
     """The base name only (no directories, percent-encoding undone), without unsafe
-    characters (:mod:`channels.textcheck`: controls, the lone surrogates aiohttp makes of bytes
+    characters (:mod:`config.textcheck`: controls, the lone surrogates aiohttp makes of bytes
     that are not UTF-8, and bidi overrides: ``invoice\\u202efdp.exe`` shows as
     ``invoiceexe.pdf``), at most 255 characters; "附件" when nothing is left."""
     name = filename or ""
@@ -94,7 +94,7 @@ def resolve_type(declared: str | None, name: str) -> str:
 class PlainTextCheck:
     """Whether an upload declared ``text/plain`` is text: UTF-8 (a BOM allowed) or GB18030
     (what Windows Notepad in China saves), holding no unsafe character
-    (:mod:`channels.textcheck`; a binary file has NUL bytes). Fed chunk by chunk, so the file
+    (:mod:`config.textcheck`; a binary file has NUL bytes). Fed chunk by chunk, so the file
     is never held whole."""
 
     def __init__(self) -> None:

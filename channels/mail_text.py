@@ -15,7 +15,7 @@ import re
 from html.parser import HTMLParser
 from typing import Final
 
-from channels.textcheck import strip_control
+from config.textcheck import strip_control
 
 # ---------------------------------------------------------------------------------- charsets
 

@@ -50,8 +50,8 @@ from channels.mail_text import (
     html_to_text,
     raw_header_text,
 )
-from channels.textcheck import strip_control
 from config.channels import MailConfig
+from config.textcheck import strip_control
 
 SkipReason = Literal["auto_reply", "bounce", "delivery_report", "bulk", "loop", "mail_bomb"]
 
@@ -276,7 +276,7 @@ _MIME_TYPE: Final = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,60}/[a-z0-9][a-z0-9.+*-]
 
 
 def _safe_name(name: str | None, index: int) -> str:
-    # Bidi overrides and the rest of channels.textcheck's unsafe characters go first:
+    # Bidi overrides and the rest of config.textcheck's unsafe characters go first:
     # "invoice\u202efdp.exe" would read as "invoiceexe.pdf".
     cleaned = _UNSAFE_NAME.sub("_", strip_control(name or "")).strip(" .")
     if not cleaned:

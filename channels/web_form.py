@@ -21,7 +21,7 @@ from typing import Annotated, Any, Final, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels.intake import Attachment, Channel, Contact, IntakeDraft, Location
-from channels.textcheck import FILLED_TEXT_PATTERN, UNSAFE_SCALARS, strip_control
+from config.textcheck import FILLED_TEXT_PATTERN, UNSAFE_SCALARS, strip_control
 
 # China has one time zone and no daylight saving: the "day" of a submission for the
 # double-click guard is the local calendar day.
@@ -182,7 +182,7 @@ def phone_key(raw: str | None) -> str:
 
 
 def clean_text(value: str) -> str:
-    """Drop unsafe characters (:mod:`channels.textcheck`: NUL breaks PostgreSQL text and log
+    """Drop unsafe characters (:mod:`config.textcheck`: NUL breaks PostgreSQL text and log
     lines, a lone surrogate the stream payload) and unify line ends; keep tabs and line
     breaks."""
     return strip_control(value).replace("\r\n", "\n").replace("\r", "\n")

@@ -47,8 +47,8 @@ from hotline.routing import (
     RouterParts, build_router, open_outbox, open_router_consumer, order_status_lookup,
 )
 from hotline.asr_wiring import AsrService, AsrStatus, AsrStatusCollector, open_asr
-from hotline.kb_api import KbApiDeps, add_kb_routes
-from hotline.ticket_api import TicketApiDeps, add_ticket_routes
+from router.kb_http import KbApiDeps, add_kb_routes
+from router.ticket_http import TicketApiDeps, add_ticket_routes
 from httpkit.server import HotlineRunner, ReadDeadlines
 from asr.calls import AsrCallDirectory
 from asr.voicemail import make_transcriber

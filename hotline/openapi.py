@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from channels.citizen_status import CitizenStatus
 from channels.phone import SummaryRequest
-from channels.textcheck import FILLED_TEXT_PATTERN, SAFE_TEXT_PATTERN
 from channels.web_form import AppIntakeForm, StatusQuery, WebIntakeForm
+from config.textcheck import FILLED_TEXT_PATTERN, SAFE_TEXT_PATTERN
 from router.tickets import TicketStatus
 from telephony.model import SeatState
 

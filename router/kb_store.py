@@ -1,7 +1,7 @@
 """The knowledge base in the database: units keep their own articles current.
 
 ``routing.kb_path`` (YAML/CSV) seeds the table (articles not there yet); after that each unit
-edits its own entries through the API (:mod:`hotline.kb_api`). The router searches an
+edits its own entries through the API (:mod:`router.kb_http`). The router searches an
 in-memory :class:`router.kb.KnowledgeBase` that :class:`KbSync` rebuilds, off the event loop,
 whenever the table changes (at once on this instance, within ``refresh_seconds`` on others).
 """

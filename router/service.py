@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from channels.intake import Contact, Intake, Location
-from channels.textcheck import has_control, strip_control
 from config.kinds import DemandType
 from config.routing import RepeatConfig
 from config.sla import SlaConfig
+from config.textcheck import has_control, strip_control
 from config.units import UnitsConfig
 from router.calendar import CalendarError, WorkCalendar
 from router.classify import Classification, Classifier

@@ -21,7 +21,7 @@ The files (why each): acceptance numbers carry the Beijing date (``channels/test
 recount (``router/test_tickets``, ``test_ticket_store``, ``test_calendar``,
 ``test_deadlines``, ``test_holidays``, ``test_provisional``, ``test_service``); daily queue
 statistics by Beijing day and what stays in memory (``telephony/test_stats_and_board``,
-``telephony/test_writer``); the KB's "today" (``hotline/test_kb_api``); ``config check``'s
+``telephony/test_writer``); the KB's "today" (``router/test_kb_http``); ``config check``'s
 calendar note (the two ``config check`` tests of ``hotline/test_cli``); and the whole service across a reload
 (``e2e/test_calendar_e2e``). The database tests run on SQLite only here: no code asks
 PostgreSQL for the time (no ``now()`` in SQL), and PostgreSQL's run doubles the time. The
@@ -52,7 +52,7 @@ DATE_SENSITIVE = [
     "tests/router/test_service.py",
     "tests/router/test_ticket_store.py",
     "tests/router/test_tickets.py",
-    "tests/hotline/test_kb_api.py",
+    "tests/router/test_kb_http.py",
     "tests/hotline/test_cli.py::test_config_check_passes_on_the_shipped_configs",
     "tests/hotline/test_cli.py::test_config_check_warns_until_the_next_years_holidays_are_entered",
     "tests/telephony/test_stats_and_board.py",

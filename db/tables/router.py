@@ -139,7 +139,7 @@ class TicketNumberCounterRow(Base):
 
 class KbArticleRow(Base):
     """One knowledge-base article (``kb_articles``), kept current by its unit through the
-    API (:mod:`hotline.kb_api`); ``routing.kb_path`` seeds it. See :class:`router.kb.Article`."""
+    API (:mod:`router.kb_http`); ``routing.kb_path`` seeds it. See :class:`router.kb.Article`."""
 
     __tablename__ = "kb_articles"
 

@@ -129,8 +129,8 @@ def build_full_app(deps: IntakeHttpDeps) -> web.Application:
     runs."""
     from hotline.openapi import add_openapi_route
 
-    from hotline.kb_api import KbApiDeps, add_kb_routes
-    from hotline.ticket_api import TicketApiDeps, add_ticket_routes
+    from router.kb_http import KbApiDeps, add_kb_routes
+    from router.ticket_http import TicketApiDeps, add_ticket_routes
 
     app = build_app(api_deps(deps.clock))
     add_intake_routes(app, deps)

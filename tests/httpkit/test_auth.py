@@ -6,7 +6,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from httpkit.auth import Staff, bearer_token, identify, token_matches
+from httpkit.auth import (
+    Staff,
+    bearer_token,
+    identify,
+    require_office,
+    require_seat,
+    token_matches,
+)
 from httpkit.errors import ApiError
 
 
@@ -49,3 +56,21 @@ def test_identify_names_office_units_and_agents_and_refuses_the_rest() -> None:
     # Agents are let in only where the endpoint passes their tokens.
     with pytest.raises(ApiError):
         identify(_request("Bearer a-tok"), "adm", {"water": "w-tok"})
+
+
+def test_only_the_office_passes_require_office() -> None:
+    assert require_office(Staff("office", "admin")) == Staff("office", "admin")
+    for staff in (Staff("agent", "1001"), Staff("unit", "city.water")):
+        with pytest.raises(ApiError) as caught:
+            require_office(staff)
+        assert (caught.value.status, caught.value.code) == (403, "forbidden")
+
+
+def test_a_seat_is_acted_on_by_the_office_or_its_own_agent_only() -> None:
+    """An agent's name is their seat id; a unit named like a seat is still not that agent."""
+    assert require_seat(Staff("office", "admin"), "1002") == "1002"
+    assert require_seat(Staff("agent", "1001"), "1001") == "1001"
+    for staff in (Staff("agent", "1001"), Staff("unit", "1002")):
+        with pytest.raises(ApiError) as caught:
+            require_seat(staff, "1002")
+        assert (caught.value.status, caught.value.code) == (403, "forbidden")

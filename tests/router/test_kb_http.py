@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from db.engine import create_engine, migrate
 from httpkit.errors import error_middleware
-from hotline.kb_api import KbApiDeps, add_kb_routes, beijing_today
+from router.kb_http import KbApiDeps, add_kb_routes, beijing_today
 from router.kb_store import KbStore, KbSync
 
 ADMIN = "admin-token-for-tests"

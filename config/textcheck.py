@@ -16,6 +16,9 @@ Unsafe are:
 Bodies are cleaned (:func:`strip_control`); single API fields are refused
 (:func:`has_control`). "Control" is meant broadly: Unicode lists the bidirectional marks as
 format controls (``Bidi_Control``).
+
+It lives in ``config/`` (a leaf) so that every slice may use it: telephony's seat actions check
+their fields with it, and telephony may not import ``channels`` (an import-linter contract).
 """
 
 from __future__ import annotations

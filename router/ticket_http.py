@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels.intake import utc_now
-from channels.textcheck import has_control
+from config.textcheck import has_control
 from httpkit.auth import identify
 from httpkit.bodies import parse_json_object, read_body
 from httpkit.errors import ApiError, api_error, error_for

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from db.engine import create_engine, migrate
 from httpkit.errors import error_middleware
-from hotline.ticket_api import TicketApiDeps, add_ticket_routes
+from router.ticket_http import TicketApiDeps, add_ticket_routes
 from router.ticket_store import TicketStore
 from router.tickets import NewTicket
 

@@ -9,6 +9,11 @@ Shutdown (SIGTERM/SIGINT, or ``stop`` set): stop the HTTP server (no new agent a
 citizen submissions), stop the pollers, log off the AMI link (no new events), stop the
 background tasks, write the last call records (shielded, within ``shutdown_grace_seconds``),
 close the intake gateway (spooled intakes stay on disk), dispose the engine.
+
+:func:`serve` enters each part (an ``open_*()`` context manager, or a task started by
+:func:`open_task`) on one ``AsyncExitStack``, in the order that makes its unwinding this
+shutdown order. The config in force lives in one :class:`~hotline.live_config.LiveConfig`;
+:class:`Hotline` is built once, when everything is up, and not changed afterwards.
 """
 
 from __future__ import annotations
@@ -457,17 +462,10 @@ async def serve(cfg: HotlineConfig, stop: asyncio.Event, *, config_dir: Path | N
             tracker=telephony.tracker, link=link, status=asr_status))
         mailbox = MailboxPoller(live.mail, gateway, Path(cfg.channels.web.attachments_dir))
         voicemail = build_voicemail(cfg, live, gateway, asr)
+        registry = build_metrics(cfg, telephony, link, gateway, parts, transcripts, mailbox,
+                                 asr, asr_status)
         app = build_http_app(cfg, live, telephony, link, gateway, parts, control, phone_intake,
-                             transcripts, build_registry(MetricSources(
-                                 telephony.board, telephony.tracker, telephony.stats,
-                                 telephony.dispatcher, link,
-                                 queues=tuple(q.name for q in cfg.queues.queues),
-                                 clock=utc_now,
-                                 persist_backlog=lambda: telephony.writer.backlog),
-                                 IntakeCollector(gateway, mailbox),
-                                 AsrStatusCollector(asr_status), CalendarCollector(parts, utc_now),
-                                 TranscriptSinkCollector(transcripts.stats),
-                                 *(asr.collectors() if asr is not None else ())))
+                             transcripts, registry)
 
         # From here on each part is stopped, in reverse, by the stack: the HTTP server, the
         # pollers, the AMI link, the ticker and the writer (its last records written), then
@@ -511,6 +509,21 @@ def build_voicemail(cfg: HotlineConfig, live: LiveConfig, gateway: DurableGatewa
                            orphan_seconds=phone_cfg.voicemail_orphan_seconds,
                            transcribe=(make_transcriber(asr.recognizer, cfg.asr.sample_rate)
                                        if asr is not None else None))
+
+
+def build_metrics(cfg: HotlineConfig, telephony: Telephony, link: AmiLink,
+                  gateway: DurableGateway, parts: RouterParts, transcripts: CallTranscripts,
+                  mailbox: MailboxPoller, asr: AsrService | None,
+                  asr_status: AsrStatus) -> CollectorRegistry:
+    """The registry ``/metrics`` serves, with every part's collector."""
+    t = telephony
+    return build_registry(
+        MetricSources(t.board, t.tracker, t.stats, t.dispatcher, link,
+                      queues=tuple(q.name for q in cfg.queues.queues), clock=utc_now,
+                      persist_backlog=lambda: t.writer.backlog),
+        IntakeCollector(gateway, mailbox), AsrStatusCollector(asr_status),
+        CalendarCollector(parts, utc_now), TranscriptSinkCollector(transcripts.stats),
+        *(asr.collectors() if asr is not None else ()))
 
 
 def build_http_app(cfg: HotlineConfig, live: LiveConfig, telephony: Telephony, link: AmiLink,

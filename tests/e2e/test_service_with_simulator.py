@@ -5,6 +5,7 @@ as the recorded Asterisk 22.5 sessions do.)"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 
 import pytest
@@ -192,6 +193,11 @@ async def test_reload_applies_the_membership_diff(service_factory, tmp_path) -> 
             status, body = await svc.post("/api/admin/reload")
             assert status == 422 and body["error"] == "config_invalid", body
             assert svc.hot.config.queues.queue("enterprise") is not None
+            # The reload went through the one live-config holder; the service's parts were
+            # built once and are not reassigned (issue 11).
+            assert svc.hot.config is svc.hot.live.current
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                svc.hot.http_port = 0  # type: ignore[misc]
 
 
 async def _answered_with_long_seats(sim: PbxSimulator, svc: RunningService,

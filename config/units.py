@@ -3,7 +3,7 @@
 Units form the four-level hierarchy of the 12345 platform (city → district/county 区/县 →
 street/town 街道/镇 → community/village 社区/村) plus the city's departments (住建局, 水务集团, ...).
 Each unit holds *competences* (``water_supply``, ``noise``, ...), keys of the ``competences``
-catalogue. Two rules route a work order (see :mod:`router.route`):
+catalogue. Two rules route a work order (see :mod:`router.assign`):
 
 - 谁主管谁负责: the department holding a competence is responsible for it;
 - 属地管理优先: when the department marks that competence ``local``, a recognised place sends

@@ -43,7 +43,7 @@ from router.repeats import (
     check,
     similarity_matrix,
 )
-from router.route import route_intake
+from router.assign import route_intake
 from router.ticket_store import EarlierOrder
 from router.tickets import NewTicket, Ticket, TicketStatus
 

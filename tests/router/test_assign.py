@@ -9,7 +9,7 @@ import pytest
 from channels.intake import CallDetails, Intake, Location
 from config.units import UnitsConfig
 from router.gazetteer import Gazetteer
-from router.route import RoutingRule, detect_competence, route, route_intake
+from router.assign import RoutingRule, detect_competence, route, route_intake
 from tests.router.test_units_config import default_data, small_city
 
 

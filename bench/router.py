@@ -41,7 +41,7 @@ from channels.tasks import cancel_and_wait  # noqa: E402
 from config.channels import ChannelsConfig  # noqa: E402
 from config.loader import DEFAULTS_DIR, load_config  # noqa: E402
 from db.engine import create_engine, migrate  # noqa: E402
-from hotline.routing import build_router, open_router_consumer  # noqa: E402
+from hotline.router_parts import build_router, open_router_consumer  # noqa: E402
 from router.train import train  # noqa: E402
 
 TARGET = 1000

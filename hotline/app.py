@@ -51,7 +51,7 @@ from hotline.intake_metrics import IntakeCollector
 from hotline.metrics import MetricSources, build_registry
 from hotline.openapi import add_openapi_route
 from hotline.calendar_metrics import CalendarCollector
-from hotline.routing import (
+from hotline.router_parts import (
     RouterParts, build_router, open_outbox, open_router_consumer, order_status_lookup,
 )
 from hotline.asr_wiring import AsrService, AsrStatus, AsrStatusCollector, open_asr

@@ -11,7 +11,7 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hotline.routing import RouterParts
+from hotline.router_parts import RouterParts
 
 
 class CalendarCollector(Collector):

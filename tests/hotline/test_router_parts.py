@@ -1,5 +1,5 @@
 """The composition root's view of the ticket store for the citizen status queries
-(``hotline.routing.order_status_lookup``), on the real databases."""
+(``hotline.router_parts.order_status_lookup``), on the real databases."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from channels.citizen_status import OrderStatusUnavailable
 from db.engine import create_engine
-from hotline.routing import order_status_lookup
+from hotline.router_parts import order_status_lookup
 from router.ticket_store import TicketStore
 from router.tickets import NewTicket
 from tests.hotline.conftest import EngineFactory

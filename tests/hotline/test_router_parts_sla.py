@@ -17,7 +17,7 @@ from config.kinds import DemandType, Urgency
 from config.loader import DEFAULTS_DIR, load_config
 from config.schema import HotlineConfig
 from config.sla import SlaConfig
-from hotline.routing import RouterParts
+from hotline.router_parts import RouterParts
 from router.calendar import WorkCalendar
 from router.classify import Classifier
 from router.gazetteer import Gazetteer

@@ -54,7 +54,7 @@ from hotline.calendar_metrics import CalendarCollector
 from hotline.router_parts import (
     RouterParts, build_router, open_outbox, open_router_consumer, order_status_lookup,
 )
-from hotline.asr_wiring import AsrService, AsrStatus, AsrStatusCollector, open_asr
+from hotline.asr_parts import AsrService, AsrStatus, AsrStatusCollector, open_asr
 from hotline.live_config import LiveConfig
 from router.kb_http import KbApiDeps, add_kb_routes
 from router.ticket_http import TicketApiDeps, add_ticket_routes

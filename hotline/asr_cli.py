@@ -168,7 +168,7 @@ async def _open_recognizer(cfg: HotlineConfig
     from asr.local import LocalRecognizer
     from asr.model import ModelMissing, load_model
     from asr.remote import RemoteRecognizer
-    from hotline.asr_wiring import resolve_model_path
+    from hotline.asr_parts import resolve_model_path
 
     asr = cfg.asr
     if asr.mode == "remote":

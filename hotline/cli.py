@@ -24,7 +24,7 @@ async def _run_until_signal(config_dir: Path | None) -> int:
     from config.errors import ConfigError
     from config.loader import load_config
     from hotline.app import Hotline, serve
-    from hotline.asr_wiring import AsrStartupError
+    from hotline.asr_parts import AsrStartupError
     from hotline.logs import configure_logging
 
     try:

@@ -16,7 +16,7 @@ from asr.calls import AsrCallDirectory
 from asr.model import ModelMissing
 from asr.sink import CallTranscripts
 from config.asr import AsrConfig
-from hotline.asr_wiring import (
+from hotline.asr_parts import (
     AsrStartupError,
     AsrStatus,
     AsrStatusCollector,

@@ -28,7 +28,7 @@ import re
 
 from aiohttp import web
 
-from channels.answers import current_status, status_response, submit
+from channels.http_responses import current_status, status_response, submit
 from channels.errors import ChannelError
 from channels.http_deps import IntakeHttp, remote_address, state
 from channels.nonces import NonceStoreFull

@@ -21,7 +21,7 @@ from channels.errors import ChannelError
 
 CitizenStatus = Literal["accepted", "dispatched", "signed", "handling", "replied",
                         "surveyed", "archived", "redispatching"]
-"""The statuses a citizen is told (texts in :data:`channels.answers.STATUS_TEXT`); the
+"""The statuses a citizen is told (texts in :data:`channels.http_responses.STATUS_TEXT`); the
 router's ``CITIZEN_STATUS`` maps every order status onto one of them."""
 
 

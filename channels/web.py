@@ -33,7 +33,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from channels import app_api
-from channels.answers import current_status, status_response, submit
+from channels.http_responses import current_status, status_response, submit
 from channels.attachments import AttachmentRejected
 from channels.cors import CorsPolicy
 from channels.errors import ChannelError

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from channels.answers import accepted_response
+from channels.http_responses import accepted_response
 from channels.phone import PhoneIntake, PhoneIntakeError, parse_summary
 from config.errors import ConfigError
 from httpkit.auth import Staff, identify, require_office, require_seat

@@ -8,7 +8,7 @@ from typing import get_args
 
 import pytest
 
-from channels.answers import STATUS_TEXT
+from channels.http_responses import STATUS_TEXT
 from channels.citizen_status import CitizenStatus
 from router.tickets import (
     CITIZEN_STATUS,

@@ -142,7 +142,7 @@ async def serve(port: int, prefix: str, workdir: Path, redis_url: str) -> None:
     from aiohttp import web
 
     from channels.durable import open_gateway
-    from channels.http_deps import IntakeHttpDeps
+    from channels.http_state import IntakeHttpDeps
     from channels.nonces import MemoryNonceStore
     from channels.web import add_intake_routes
     from httpkit.errors import error_middleware

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from channels.http_responses import current_status, status_response, submit
 from channels.errors import ChannelError
-from channels.http_deps import IntakeHttp, remote_address, state
+from channels.http_state import IntakeHttp, remote_address, state
 from channels.nonces import NonceStoreFull
 from channels.signing import SignatureRejected, check_window, parse_headers, verify
 from channels.web_form import FormInvalid, Limits, build_draft, parse_app_form

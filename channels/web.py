@@ -37,7 +37,7 @@ from channels.http_responses import current_status, status_response, submit
 from channels.attachments import AttachmentRejected
 from channels.cors import CorsPolicy
 from channels.errors import ChannelError
-from channels.http_deps import (
+from channels.http_state import (
     INTAKE_HTTP,
     IntakeHttp,
     IntakeHttpDeps,

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from channels.consumer import IntakeConsumer
 
 from channels.durable import DurableGateway, open_gateway
-from channels.http_deps import IntakeHttpDeps
+from channels.http_state import IntakeHttpDeps
 from channels.keys import StreamKeys
 from channels.mailbox import MailboxPoller
 from channels.nonces import RedisNonceStore

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from channels.citizen_status import OrderStatusLookup
 from channels.durable import NO_METADATA_LOOKUP
 from channels.gateway import IntakeGateway
-from channels.http_deps import IntakeHttpDeps
+from channels.http_state import IntakeHttpDeps
 from channels.nonces import MemoryNonceStore, NonceStore
 from channels.signing import signed_headers
 from channels.web import add_intake_routes

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from channels.http_deps import IntakeHttpDeps
+from channels.http_state import IntakeHttpDeps
 from channels.nonces import MemoryNonceStore
 from channels.signing import signed_headers
 from httpkit.server import HotlineRunner

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from channels.http_deps import IntakeHttpDeps
+from channels.http_state import IntakeHttpDeps
 from channels.nonces import MemoryNonceStore
 from httpkit.errors import CLIENT_EVENTS, ClientEvents
 from httpkit.server import HotlineRunner, ReadDeadlines
